@@ -1,0 +1,126 @@
+"""`lm-eval-trust`: lm-eval's own CLI with our tasks and models, plus `tasks-dir` and `data`.
+
+Every lm-eval form works unchanged (`run`, `ls`, `validate`, and the bare legacy form); this package's
+tasks folder is put first on `--include_path` and `trust-hf` is registered before parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from lm_eval_trust import TASKS_DIR
+from lm_eval_trust import data as trust_data
+
+
+def _data_root_arg(value: str | None) -> Path:
+    import os
+
+    if value:
+        return Path(value).expanduser()
+    if os.environ.get("TRUST_DATA_DIR"):
+        return Path(os.environ["TRUST_DATA_DIR"]).expanduser()
+    return trust_data.default_data_cache()
+
+
+def _perspective(path: str) -> str:
+    for name, prefixes in trust_data.PERSPECTIVE_PREFIXES.items():
+        if path.startswith(prefixes):
+            return name
+    return "other"
+
+
+def data_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-trust data",
+        description="Fetch DecodingTrust's data at the pinned commit, or verify a data root against the manifest.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    fetch_p = sub.add_parser("fetch", help="download data files and check their git blob sha1")
+    verify_p = sub.add_parser("verify", help="check a data root against the manifest")
+    for p in (fetch_p, verify_p):
+        p.add_argument(
+            "--data-dir",
+            help="data root (default: $TRUST_DATA_DIR, else the user cache "
+            f"{trust_data.default_data_cache()})",
+        )
+        p.add_argument(
+            "--only",
+            nargs="+",
+            metavar="PERSPECTIVE",
+            help=f"limit to perspectives: {', '.join(trust_data.PERSPECTIVE_PREFIXES)}",
+        )
+    fetch_p.add_argument("--path", nargs="+", help="fetch these manifest paths only (as printed in errors)")
+    fetch_p.add_argument(
+        "--base-url", help="serve files from this URL instead of GitHub (a mirror of the data root)"
+    )
+    fetch_p.add_argument("--force", action="store_true", help="download again even if a verified copy exists")
+    args = parser.parse_args(argv)
+    root = _data_root_arg(args.data_dir)
+    try:
+        if args.action == "fetch":
+            manifest = trust_data.load_manifest()
+            unknown = [p for p in args.path or [] if p not in manifest]
+            if unknown:
+                print(
+                    f"error: --path {unknown} not in the manifest ({trust_data.MANIFEST_PATH})",
+                    file=sys.stderr,
+                )
+                return 2
+            report = trust_data.fetch(
+                root, only=args.only, paths=args.path, base_url=args.base_url, force=args.force
+            )
+            print(
+                f"{root}: {len(report.fetched)} fetched, {len(report.present)} already present and verified, {len(report.failed)} failed"
+            )
+            for path, why in report.failed.items():
+                print(f"  FAILED {path}: {why}", file=sys.stderr)
+            return 1 if report.failed else 0
+        report = trust_data.verify(root, only=args.only)
+    except trust_data.DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{root}: {len(report.ok)} verified, {len(report.missing)} missing, {len(report.mismatched)} corrupted"
+    )
+    for perspective, n in sorted(Counter(_perspective(p) for p in report.missing).items()):
+        print(
+            f"  missing in {perspective}: {n} (fetch with `lm-eval-trust data fetch --data-dir {root} --only {perspective}`)"
+        )
+    for path, got in report.mismatched.items():
+        print(
+            f"  CORRUPTED {path}: git blob sha1 {got}; re-fetch with `lm-eval-trust data fetch --data-dir {root} --force --path {path}`",
+            file=sys.stderr,
+        )
+    return 1 if report.mismatched else 0
+
+
+def lm_eval_main() -> None:
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
+
+    import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
+
+    setup_logging()
+    cli = HarnessCLI()
+    args = cli.parse_args()
+    if hasattr(args, "include_path"):
+        extra = args.include_path
+        args.include_path = [str(TASKS_DIR)] + ([extra] if extra else [])
+    cli.execute(args)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] == ["tasks-dir"]:
+        print(TASKS_DIR)
+        return
+    if argv[:1] == ["data"]:
+        sys.exit(data_main(argv[1:]))
+    lm_eval_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Where DecodingTrust's data lives: resolving a data root, the shipped manifest, fetch and verify.
+
+A data root holds `decodingtrust/data/...` (the public repository's layout) and `advglue/dev.json`,
+the layout of the offline mirror. Files are looked up in this order:
+
+1. an explicit root: `--metadata '{"data_dir": ...}'`, else the `TRUST_DATA_DIR` environment variable;
+2. the user cache (`$TRUST_CACHE_DIR/data`, default `~/.cache/lm_eval_trust/data`);
+3. a download into the user cache, only when no explicit root is given (an explicit root is a
+   mirror its owner manages: a file absent there is an error that names the fetch command).
+
+Every file is checked against the manifest (git blob sha1) when it is fetched or verified.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+DECODINGTRUST_COMMIT = "161ae8321ced62f45fcd9ceb412e05b47c603cd4"
+ADVGLUE_COMMIT = "2e18301c3e6b0fed775834d64e9e431745df92ed"
+SOURCE_URLS = {
+    "decodingtrust": f"https://raw.githubusercontent.com/AI-secure/DecodingTrust/{DECODINGTRUST_COMMIT}/",
+    "advglue": f"https://raw.githubusercontent.com/AI-secure/adversarial-glue/{ADVGLUE_COMMIT}/",
+}
+MANIFEST_PATH = Path(__file__).with_name("manifest.tsv")
+
+# `data fetch --only` accepts a dimension name or a DecodingTrust data folder name.
+PERSPECTIVE_PREFIXES = {
+    "toxicity": ("decodingtrust/data/toxicity/",),
+    "stereotype": ("decodingtrust/data/stereotype/",),
+    "advglue": ("decodingtrust/data/adv-glue-plus-plus/", "advglue/"),
+    "ood": ("decodingtrust/data/ood/",),
+    "adv_demo": ("decodingtrust/data/adv_demonstration/",),
+    "privacy": ("decodingtrust/data/privacy/",),
+    "ethics": ("decodingtrust/data/machine_ethics/",),
+    "fairness": ("decodingtrust/data/fairness/",),
+}
+PERSPECTIVE_ALIASES = {
+    "adv-glue-plus-plus": "advglue",
+    "adv_demonstration": "adv_demo",
+    "machine_ethics": "ethics",
+}
+
+
+class DataError(RuntimeError):
+    """A data file is missing or does not match the manifest; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    git_blob_sha1: str
+    size: int | None
+    source: str
+    upstream_path: str
+
+    def url(self, base_url: str | None = None) -> str:
+        if base_url:
+            return base_url.rstrip("/") + "/" + self.path
+        return SOURCE_URLS[self.source] + self.upstream_path
+
+
+def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ManifestEntry]:
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    entries = {}
+    for row in csv.DictReader(lines, delimiter="\t"):
+        entries[row["path"]] = ManifestEntry(
+            path=row["path"],
+            git_blob_sha1=row["git_blob_sha1"],
+            size=int(row["size"]) if row["size"] else None,
+            source=row["source"],
+            upstream_path=row["upstream_path"],
+        )
+    return entries
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The id git gives a file's content, so files can be checked against the upstream tree."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    base = os.environ.get("TRUST_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lm_eval_trust"
+    )
+    return Path(base)
+
+
+def default_data_cache() -> Path:
+    return cache_root() / "data"
+
+
+def select_entries(manifest: dict[str, ManifestEntry], only: list[str] | None) -> list[ManifestEntry]:
+    if not only:
+        return list(manifest.values())
+    prefixes: list[str] = []
+    for name in only:
+        key = PERSPECTIVE_ALIASES.get(name, name)
+        if key not in PERSPECTIVE_PREFIXES:
+            valid = ", ".join(sorted(PERSPECTIVE_PREFIXES) + sorted(PERSPECTIVE_ALIASES))
+            raise DataError(f"--only {name!r} is not a DecodingTrust perspective; choose from: {valid}")
+        prefixes.extend(PERSPECTIVE_PREFIXES[key])
+    return [e for p, e in manifest.items() if p.startswith(tuple(prefixes))]
+
+
+@dataclass
+class FetchReport:
+    fetched: list[str]
+    present: list[str]
+    failed: dict[str, str]
+
+
+def _download(url: str, dest: Path, expected: ManifestEntry, timeout: float) -> None:
+    """Download to a temporary file beside `dest`, check the blob sha1, then move it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or expected.size
+            with tqdm(total=total, unit="B", unit_scale=True, desc=expected.path, leave=False) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        got = git_blob_sha1(tmp)
+        if got != expected.git_blob_sha1:
+            raise DataError(
+                f"{url}: git blob sha1 {got} does not match the manifest's {expected.git_blob_sha1}; "
+                "the download is corrupt or the source changed, so it was not saved"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(
+    root: Path,
+    only: list[str] | None = None,
+    paths: list[str] | None = None,
+    base_url: str | None = None,
+    timeout: float = 30.0,
+    force: bool = False,
+) -> FetchReport:
+    """Download manifest files into `root`, skipping files that are already there and verified."""
+    manifest = load_manifest()
+    entries = [manifest[p] for p in paths] if paths else select_entries(manifest, only)
+    report = FetchReport(fetched=[], present=[], failed={})
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".fetch.lock")):
+        for entry in tqdm(entries, desc="DecodingTrust data", unit="file"):
+            dest = root / entry.path
+            if not force and dest.is_file() and git_blob_sha1(dest) == entry.git_blob_sha1:
+                report.present.append(entry.path)
+                continue
+            url = entry.url(base_url)
+            try:
+                _download(url, dest, entry, timeout)
+            except urllib.error.HTTPError as err:
+                report.failed[entry.path] = f"{url}: HTTP {err.code} {err.reason}"
+            except (urllib.error.URLError, OSError, DataError) as err:
+                reason = getattr(err, "reason", err)
+                report.failed[entry.path] = f"{url}: {reason}"
+            else:
+                report.fetched.append(entry.path)
+    return report
+
+
+@dataclass
+class VerifyReport:
+    ok: list[str]
+    missing: list[str]
+    mismatched: dict[str, str]
+
+
+def verify(root: Path, only: list[str] | None = None) -> VerifyReport:
+    """Check every manifest file under `root`: present, and with the manifest's blob sha1."""
+    report = VerifyReport(ok=[], missing=[], mismatched={})
+    for entry in select_entries(load_manifest(), only):
+        path = root / entry.path
+        if not path.is_file():
+            report.missing.append(entry.path)
+            continue
+        got = git_blob_sha1(path)
+        if got == entry.git_blob_sha1:
+            report.ok.append(entry.path)
+        else:
+            report.mismatched[entry.path] = got
+    return report
+
+
+class DataRoot:
+    """Finds data files for one run, following the resolution order in the module docstring."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, cache: Path | None = None):
+        explicit, origin = None, None
+        if data_dir:
+            explicit, origin = Path(data_dir).expanduser(), "--metadata data_dir"
+        elif os.environ.get("TRUST_DATA_DIR"):
+            explicit, origin = Path(os.environ["TRUST_DATA_DIR"]).expanduser(), "TRUST_DATA_DIR"
+        if explicit is not None and not explicit.is_dir():
+            raise DataError(
+                f"data root {str(explicit)!r} (from {origin}) is not a directory; point {origin} at the "
+                "folder holding decodingtrust/ and advglue/, or run `lm-eval-trust data fetch "
+                f"--data-dir {explicit}` to create it"
+            )
+        self.explicit = explicit.resolve() if explicit else None
+        self.origin = origin or "user cache"
+        self.cache = cache or default_data_cache()
+        self._manifest = load_manifest()
+
+    @property
+    def roots(self) -> list[Path]:
+        return [self.explicit, self.cache] if self.explicit else [self.cache]
+
+    def find(self, relpath: str) -> Path | None:
+        for root in self.roots:
+            if (root / relpath).is_file():
+                return root / relpath
+        return None
+
+    def fetch_command(self, relpath: str) -> str:
+        target = f" --data-dir {self.explicit}" if self.explicit else ""
+        return f"lm-eval-trust data fetch{target} --path {relpath}"
+
+    def get(self, relpath: str) -> Path:
+        """The file's path, downloading it into the cache when no explicit root is set."""
+        found = self.find(relpath)
+        if found:
+            return found
+        why = ""
+        if self.explicit is None and relpath in self._manifest:
+            log.info("%s is not in %s; fetching it", relpath, self.cache)
+            report = fetch(self.cache, paths=[relpath])
+            if relpath in report.fetched:
+                return self.cache / relpath
+            why = f" Fetching it failed: {report.failed.get(relpath)}."
+        looked = ", ".join(str(r / relpath) for r in self.roots)
+        raise DataError(
+            f"missing data file {relpath}: looked in {looked}.{why} "
+            f"Get it with `{self.fetch_command(relpath)}`, or set TRUST_DATA_DIR to a mirror that holds it."
+        )
+
+    def try_get(self, relpath: str) -> tuple[Path | None, str | None]:
+        """Like `get`, but returns the reason instead of raising, for documented fallbacks."""
+        try:
+            return self.get(relpath), None
+        except DataError as err:
+            return None, str(err)
+
+    def describe(self) -> dict:
+        return {"data_root": str(self.explicit or self.cache), "data_root_origin": self.origin}

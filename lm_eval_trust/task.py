@@ -1,0 +1,200 @@
+"""`TrustTask`: the one lm-eval task class behind every trust dimension.
+
+A dimension is configured by its YAML (`tasks/<dimension>/trust_<dimension>.yaml`); everything that
+differs between dimensions sits under the YAML's `metadata:` (lm-eval rejects unknown top-level
+keys) and in the dimension module it names, which provides pure functions:
+
+- `SCENARIO_PREFIX`: every scenario name of the dimension starts with it;
+- `load(data, options) -> Loaded`: data files -> docs (`scenario`, `messages`, fields to score);
+- `score_item(doc, generations) -> dict`: one doc's generations -> a small JSON-able item;
+- `aggregate(items, scenarios) -> dict`: all items -> `score`, `refusal_rate`, `score_<scenario>`.
+
+Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
+`scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
+(samples per prompt for sampled scenarios), `scenario_generation_kwargs` (per-scenario overrides of
+`generation_kwargs`, merged last so they also win over `--gen_kwargs`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import zip_longest
+
+import datasets
+from lm_eval.api.instance import Instance
+from lm_eval.api.task import ConfigurableTask
+from lm_eval.filters import build_filter_ensemble
+
+from lm_eval_trust import chat
+from lm_eval_trust.data import DataRoot
+
+log = logging.getLogger(__name__)
+
+
+class TaskConfigError(ValueError):
+    """A task option (YAML or `--metadata`) is invalid; the message names it and the fix."""
+
+
+@dataclass
+class Loaded:
+    """What a dimension module's `load` returns."""
+
+    docs: list[dict]
+    scenarios: list[str]
+    default_scenarios: list[str]
+    info: dict = field(default_factory=dict)
+
+
+def interleave(docs: list[dict], scenarios: list[str]) -> list[dict]:
+    """Round-robin over scenarios, so `--limit N` samples every scenario instead of the first."""
+    by_scenario: dict[str, list[dict]] = {s: [] for s in scenarios}
+    for doc in docs:
+        if doc["scenario"] in by_scenario:
+            by_scenario[doc["scenario"]].append(doc)
+    rows = zip_longest(*by_scenario.values())
+    return [doc for row in rows for doc in row if doc is not None]
+
+
+def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[str]:
+    """The scenarios to run: `--metadata scenarios` restricted to this dimension, else its defaults."""
+    if requested is None:
+        return list(loaded.default_scenarios)
+    if isinstance(requested, str):
+        requested = [requested]
+    mine = [s for s in requested if s.startswith(prefix)]
+    if not mine:
+        return list(loaded.default_scenarios)
+    unknown = [s for s in mine if s not in loaded.scenarios]
+    if unknown:
+        raise TaskConfigError(
+            f"{task}: unknown scenario(s) {unknown} in --metadata scenarios; this data has: "
+            f"{', '.join(loaded.scenarios)}"
+        )
+    return [s for s in loaded.scenarios if s in mine]
+
+
+def _metric(name: str, aggregate: Callable, scenarios: list[str], items: list[dict]):
+    return aggregate(items, scenarios)[name]
+
+
+class TrustTask(ConfigurableTask):
+    def __init__(self, config: dict | None = None, **kwargs):
+        cfg = dict(config or {})
+        cfg.pop("class", None)
+        super().__init__(config=cfg, **kwargs)
+        # lm-eval's default filter keeps only the first of `repeats` samples; keep them all.
+        self._filters = [build_filter_ensemble("none", [])]
+
+    @property
+    def options(self) -> dict:
+        return self.config.metadata or {}
+
+    def download(self, dataset_kwargs=None, **kwargs) -> None:
+        options = self.options
+        if "dimension" not in options:
+            raise TaskConfigError(f"{self.config.task}: its YAML must set metadata.dimension")
+        self.dimension = importlib.import_module(options["dimension"])
+        data = DataRoot(options.get("data_dir"))
+        loaded: Loaded = self.dimension.load(data, options)
+        self.scenarios = select_scenarios(
+            options.get("scenarios"), loaded, self.dimension.SCENARIO_PREFIX, self.config.task
+        )
+        docs = interleave(loaded.docs, self.scenarios)
+        if not docs:
+            raise TaskConfigError(f"{self.config.task}: no documents for scenarios {self.scenarios}")
+        for warning in loaded.info.get("warnings", []):
+            log.warning("%s: %s", self.config.task, warning)
+        # Recorded in the results JSON under configs.<task>.metadata.
+        self.config.metadata = {
+            **options,
+            **data.describe(),
+            **loaded.info,
+            "scenarios_run": self.scenarios,
+        }
+        rows = [{**d, "messages": json.dumps(d["messages"])} for d in docs]
+        self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+    def has_training_docs(self) -> bool:
+        return False
+
+    def has_validation_docs(self) -> bool:
+        return False
+
+    def has_test_docs(self) -> bool:
+        return True
+
+    def test_docs(self) -> datasets.Dataset:
+        return self.dataset["test"]
+
+    def doc_to_text(self, doc, doc_to_text=None) -> str:
+        return json.loads(doc["messages"])[-1]["content"]
+
+    def doc_to_target(self, doc, doc_to_target=None) -> str:
+        return str(doc.get("target", ""))
+
+    def fewshot_context(
+        self,
+        doc,
+        num_fewshot,
+        system_instruction=None,
+        apply_chat_template=False,
+        fewshot_as_multiturn=False,
+        chat_template=None,
+        gen_prefix=None,
+    ) -> str:
+        """The doc's own messages (demonstrations included) rendered for the model.
+
+        lm-eval's few-shot sampler is not used: DecodingTrust fixes each doc's demonstrations.
+        """
+        messages = json.loads(doc["messages"])
+        template = chat_template if apply_chat_template else None
+        return chat.render(messages, template, system_instruction)
+
+    def generation_kwargs_for(self, scenario: str) -> dict:
+        overrides = self.options.get("scenario_generation_kwargs") or {}
+        return {**self.config.generation_kwargs, **overrides.get(scenario, {})}
+
+    def n_samples_for(self, scenario: str) -> int:
+        """Samples per prompt: 1 for greedy scenarios, `n_samples` for sampled ones."""
+        if not self.generation_kwargs_for(scenario).get("do_sample"):
+            return 1
+        n = self.options.get("n_samples", 1)
+        if not isinstance(n, int) or n < 1:
+            raise TaskConfigError(f"--metadata n_samples must be a positive integer, got {n!r}")
+        return n
+
+    def construct_requests(self, doc, ctx, **kwargs) -> Instance:
+        kwargs.pop("apply_chat_template", None)
+        kwargs.pop("chat_template", None)
+        task_name, doc_id, _ = kwargs.pop("metadata")
+        scenario = doc["scenario"]
+        return Instance(
+            request_type="generate_until",
+            doc=doc,
+            arguments=(ctx, self.generation_kwargs_for(scenario)),
+            idx=0,
+            metadata=(task_name, doc_id, self.n_samples_for(scenario)),
+            **kwargs,
+        )
+
+    def metric_names(self) -> list[str]:
+        return ["score", "refusal_rate", *(f"score_{s}" for s in self.scenarios)]
+
+    def process_results(self, doc, results) -> dict:
+        generations = list(results[0])
+        item = self.dimension.score_item(doc, generations)
+        return {name: item for name in self.metric_names()}
+
+    def aggregation(self) -> dict:
+        return {
+            name: partial(_metric, name, self.dimension.aggregate, self.scenarios)
+            for name in self.metric_names()
+        }
+
+    def higher_is_better(self) -> dict:
+        return {name: name != "refusal_rate" for name in self.metric_names()}

@@ -1,0 +1,94 @@
+"""`trust-hf`: lm-eval's HF model with alias resolution, model identity and a per-model cache.
+
+lm-eval's `--use_cache` keys a response by (request type, prompt, generation kwargs) only, so two
+models sharing a cache file would share answers. `trust-hf` moves its rows into a table named by
+its identity (weights hash, load arguments), which works with both `lm_eval` and `lm-eval-trust`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from lm_eval_trust.data import cache_root
+from lm_eval_trust.model_adapters import embedded
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 over a checkpoint's weight files, memoized by (path, size, mtime) in the user cache."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    stamp = json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    memo = cache_root() / "identity" / (hashlib.sha256(stamp.encode()).hexdigest() + ".txt")
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.relative_to(path).as_posix().encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                digest.update(chunk)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(digest.hexdigest())
+    return digest.hexdigest()
+
+
+@register_model("trust-hf")
+class TrustHFLM(HFLM):
+    def __init__(self, pretrained: str, dtype="auto", device: str | None = "cuda", **kwargs):
+        self.alias = pretrained if isinstance(pretrained, str) and pretrained in embedded.ALIASES else None
+        resolved = embedded.resolve(pretrained) if isinstance(pretrained, str) else pretrained
+        on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
+        if dtype == "auto" and on_cpu:
+            # bf16 matmuls are hundreds of times slower than fp32 on CPUs without native bf16.
+            dtype = "float32"
+        super().__init__(pretrained=resolved, dtype=dtype, device=device, **kwargs)
+        self.identity = self._identity(resolved, dtype, kwargs)
+        self.fingerprint = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
+
+    def _identity(self, resolved, dtype, kwargs) -> dict:
+        local = Path(resolved) if isinstance(resolved, str) else None
+        identity = {
+            "model_path": str(local.resolve()) if local and local.is_dir() else str(resolved),
+            "model_alias": self.alias,
+            "dtype": str(dtype),
+            "load_args": {
+                k: str(v)
+                for k, v in sorted(kwargs.items())
+                if k in ("revision", "subfolder", "peft", "delta", "gguf_file", "tokenizer")
+            },
+        }
+        if local and local.is_dir():
+            identity["weights_sha256"] = weights_sha256(local)
+        else:
+            identity["model_commit"] = getattr(self._model.config, "_commit_hash", None)
+            identity["revision"] = self.revision
+        return identity
+
+    def set_cache_hook(self, cache_hook) -> None:
+        """Point lm-eval's response cache at this model's own table in the same sqlite file."""
+        db = getattr(cache_hook, "dbdict", None)
+        if db is not None:
+            db.tablename = f"trust_hf_{self.fingerprint}"
+            db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{db.tablename}" (key TEXT PRIMARY KEY, value BLOB)')
+            db.commit()
+            log.info("Response cache %s: table %s for this model", db.filename, db.tablename)
+        super().set_cache_hook(cache_hook)
+
+    def get_model_info(self) -> dict:
+        return {
+            **super().get_model_info(),
+            **self.identity,
+            "model_fingerprint": self.fingerprint,
+            "lm_eval_trust_version": version("lm-eval-trust"),
+        }

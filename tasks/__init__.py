@@ -1,0 +1,1 @@
+"""lm-eval task configs for the eight DecodingTrust dimensions, one folder per dimension."""
