@@ -69,6 +69,12 @@ def data_main(argv: list[str]) -> int:
                     file=sys.stderr,
                 )
                 return 2
+            if args.base_url and not args.base_url.startswith(("http://", "https://", "file://")):
+                print(
+                    f"error: --base-url {args.base_url!r} must be an http://, https:// or file:// URL",
+                    file=sys.stderr,
+                )
+                return 2
             report = trust_data.fetch(
                 root, only=args.only, paths=args.path, base_url=args.base_url, force=args.force
             )

@@ -9,12 +9,15 @@ the layout of the offline mirror. Files are looked up in this order:
    mirror its owner manages: a file absent there is an error that names the fetch command).
 
 Every file is checked against the manifest (git blob sha1) when it is fetched or verified.
+Downloads come from GitHub at the pinned commits, or from `TRUST_DATA_URL` (or `--base-url`): any
+HTTP server that serves a data root's tree, such as an internal mirror.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -67,6 +70,7 @@ class ManifestEntry:
     upstream_path: str
 
     def url(self, base_url: str | None = None) -> str:
+        base_url = base_url or os.environ.get("TRUST_DATA_URL")
         if base_url:
             return base_url.rstrip("/") + "/" + self.path
         return SOURCE_URLS[self.source] + self.upstream_path
@@ -174,7 +178,7 @@ def fetch(
                 _download(url, dest, entry, timeout)
             except urllib.error.HTTPError as err:
                 report.failed[entry.path] = f"{url}: HTTP {err.code} {err.reason}"
-            except (urllib.error.URLError, OSError, DataError) as err:
+            except (urllib.error.URLError, http.client.HTTPException, ValueError, OSError, DataError) as err:
                 reason = getattr(err, "reason", err)
                 report.failed[entry.path] = f"{url}: {reason}"
             else:
@@ -191,6 +195,10 @@ class VerifyReport:
 
 def verify(root: Path, only: list[str] | None = None) -> VerifyReport:
     """Check every manifest file under `root`: present, and with the manifest's blob sha1."""
+    if not root.is_dir():
+        raise DataError(
+            f"data root {root} is not a directory; fetch into it with `lm-eval-trust data fetch --data-dir {root}`"
+        )
     report = VerifyReport(ok=[], missing=[], mismatched={})
     for entry in select_entries(load_manifest(), only):
         path = root / entry.path
@@ -248,7 +256,7 @@ class DataRoot:
         if self.explicit is None and relpath in self._manifest:
             log.info("%s is not in %s; fetching it", relpath, self.cache)
             report = fetch(self.cache, paths=[relpath])
-            if relpath in report.fetched:
+            if relpath in report.fetched or relpath in report.present:
                 return self.cache / relpath
             why = f" Fetching it failed: {report.failed.get(relpath)}."
         looked = ", ".join(str(r / relpath) for r in self.roots)

@@ -1,0 +1,120 @@
+"""Shared fixtures: the data mirror, an isolated cache, tiny random chat models, and a CLI runner."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+WORDS = "positive negative yes no maybe the a is sentence premise hypothesis question answer".split()
+
+
+def data_dir() -> Path | None:
+    value = os.environ.get("TRUST_DATA_DIR")
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = (REPO / path).resolve() if (REPO / path).is_dir() else path.resolve()
+    return path if (path / "advglue" / "dev.json").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = data_dir()
+    if path is None:
+        pytest.skip("set TRUST_DATA_DIR to the offline mirror (../shared) to run data-backed tests")
+    return path
+
+
+def build_tiny_chat_model(out: Path, seed: int) -> Path:
+    """A 1-layer random Llama with a word-level tokenizer and a ChatML chat template."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "<|im_end|>", "<|im_start|>"]
+    vocab = {tok: i for i, tok in enumerate(specials + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_a"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_b"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def trust_cache(tmp_path_factory) -> Path:
+    """One user cache for the whole session, so the embedded model is converted once."""
+    return tmp_path_factory.mktemp("trust_cache")
+
+
+@pytest.fixture
+def run_cli(shared_data, trust_cache):
+    """Run a console script of the venv with the mirror and an isolated cache; return the process."""
+
+    def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "TRUST_DATA_DIR": str(shared_data),
+            "TRUST_CACHE_DIR": str(trust_cache),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        proc = subprocess.run(
+            [str(BIN / script), *args], env=env, capture_output=True, text=True, timeout=900
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    return run
+
+
+def read_results(out: Path) -> tuple[dict, list[dict]]:
+    """The results JSON and the logged samples of the single run under `out`."""
+    (results_path,) = out.rglob("results_*.json")
+    samples = [json.loads(line) for p in out.rglob("samples_*.jsonl") for line in p.read_text().splitlines()]
+    return json.loads(results_path.read_text()), samples

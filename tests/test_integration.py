@@ -1,0 +1,188 @@
+"""`trust_advglue` through lm-eval's runner, end to end, with both CLIs."""
+
+import json
+import sqlite3
+
+import pytest
+from conftest import read_results
+
+from lm_eval_trust.tasks.advglue import advglue
+
+RUN = ["--model", "trust-hf", "--tasks", "trust_advglue", "--device", "cpu", "--batch_size", "4"]
+
+
+def _recomputed_score(samples):
+    items = [
+        {
+            "scenario": s["doc"]["scenario"],
+            "pred": advglue.parse_label(s["resps"][0][0], s["doc"]["glue_task"]),
+            "label": s["doc"]["label"],
+        }
+        for s in samples
+    ]
+    return advglue.aggregate(items, sorted({i["scenario"] for i in items}))["score"]
+
+
+def test_advglue_on_a_tiny_model_scores_what_it_logged(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *RUN,
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "6",
+        "--apply_chat_template",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    res = results["results"]["trust_advglue"]
+    assert 0 <= res["score,none"] <= 100
+    assert res["score,none"] == pytest.approx(_recomputed_score(samples))
+    meta = results["configs"]["trust_advglue"]["metadata"]
+    assert meta["data_source"] == "advglue_dev_fallback" and meta["comparable_to_paper"] is False
+    assert meta["data_root_origin"] == "TRUST_DATA_DIR"
+    assert len(samples) == 6
+    assert {s["doc"]["scenario"] for s in samples} == {
+        "advglue_dev_sst2",
+        "advglue_dev_qqp",
+        "advglue_dev_mnli",
+    }
+    prompt = samples[0]["arguments"]["gen_args_0"]["arg_0"]
+    assert prompt.startswith("<|im_start|>user\n") and prompt.endswith("<|im_start|>assistant\n")
+    config = results["config"]
+    assert len(config["weights_sha256"]) == 64 and config["model_fingerprint"]
+    assert samples[0]["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == 16
+
+
+def test_without_chat_template_the_plain_transcript_is_used(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *RUN,
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "2",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    _, samples = read_results(out)
+    prompt = samples[0]["arguments"]["gen_args_0"]["arg_0"]
+    assert prompt.endswith("\nAssistant:") and "<|im_start|>" not in prompt
+    assert "User: For the given sentence" in prompt
+
+
+def test_scenarios_are_selected_with_metadata(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *RUN,
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "2",
+        "--metadata",
+        json.dumps({"scenarios": ["advglue_dev_rte"]}),
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    assert {s["doc"]["scenario"] for s in samples} == {"advglue_dev_rte"}
+    assert "score_advglue_dev_rte,none" in results["results"]["trust_advglue"]
+    bad = run_cli(
+        "lm-eval-trust",
+        *RUN,
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "1",
+        "--metadata",
+        json.dumps({"scenarios": ["advglue_dev_nope"]}),
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "advglue_dev_nope" in bad.stderr and "advglue_dev_sst2" in bad.stderr
+
+
+def _cache_log(proc):
+    return [line for line in proc.stderr.splitlines() if "Cached requests:" in line]
+
+
+def test_response_cache_is_namespaced_by_model(run_cli, tiny_model, other_tiny_model, tmp_path):
+    cache = tmp_path / "cache" / "resp"
+    common = [*RUN, "--limit", "3", "--use_cache", str(cache)]
+    first = run_cli("lm-eval-trust", *common, "--model_args", f"pretrained={tiny_model}")
+    other = run_cli("lm-eval-trust", *common, "--model_args", f"pretrained={other_tiny_model}")
+    again = run_cli("lm-eval-trust", *common, "--model_args", f"pretrained={tiny_model}")
+    assert "Cached requests: 0, Requests remaining: 3" in _cache_log(first)[0]
+    assert "Cached requests: 0, Requests remaining: 3" in _cache_log(other)[0]
+    assert "Cached requests: 3, Requests remaining: 0" in _cache_log(again)[0]
+    (db,) = cache.parent.glob("resp_rank0.db")
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+    model_tables = {t: n for t, n in counts.items() if t.startswith("trust_hf_")}
+    assert len(model_tables) == 2 and all(n == 3 for n in model_tables.values())
+
+
+def test_stock_lm_eval_lists_and_runs_our_tasks(run_cli, tiny_model, tmp_path):
+    tasks_dir = run_cli("lm-eval-trust", "tasks-dir").stdout.strip()
+    listed = run_cli("lm_eval", "ls", "tasks", "--include_path", tasks_dir).stdout
+    assert "trust_advglue" in listed
+    out = tmp_path / "out"
+    run_cli(
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_model},dtype=float32",
+        "--include_path",
+        tasks_dir,
+        "--tasks",
+        "trust_advglue",
+        "--device",
+        "cpu",
+        "--limit",
+        "3",
+        "--output_path",
+        str(out),
+    )
+    results, _ = read_results(out)
+    assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
+
+
+def test_wrapper_validate_sees_our_tasks(run_cli):
+    proc = run_cli("lm-eval-trust", "validate", "--tasks", "trust_advglue")
+    assert "trust_advglue" in proc.stdout + proc.stderr
+
+
+def test_embedded_smollm2_end_to_end(run_cli, trust_cache, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *RUN,
+        "--model_args",
+        "pretrained=smollm2-135m-instruct",
+        "--limit",
+        "6",
+        "--apply_chat_template",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
+    assert results["config"]["model_alias"] == "smollm2-135m-instruct"
+    assert (out / "smollm2-135m-instruct").is_dir()
+    (converted,) = [p for p in (trust_cache / "models").glob("smollm2-135m-instruct-*") if p.is_dir()]
+    tokenizer_config = json.loads((converted / "tokenizer_config.json").read_text())
+    assert tokenizer_config["eos_token"] == "<|im_end|>"
+    assert (converted / "chat_template.jinja").is_file()
+    assert "<|im_start|>assistant\n" in samples[0]["arguments"]["gen_args_0"]["arg_0"]
+    # The model answers the sentiment demonstrations' format, so some answers must parse.
+    assert any(advglue.parse_label(s["resps"][0][0], s["doc"]["glue_task"]) != -1 for s in samples)
