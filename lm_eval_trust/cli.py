@@ -108,6 +108,8 @@ def lm_eval_main() -> None:
     from lm_eval.utils import setup_logging
 
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
+    from lm_eval_trust.model_adapters.embedded import ModelResolutionError
+    from lm_eval_trust.task import TaskConfigError
 
     setup_logging()
     cli = HarnessCLI()
@@ -115,7 +117,13 @@ def lm_eval_main() -> None:
     if hasattr(args, "include_path"):
         extra = args.include_path
         args.include_path = [str(TASKS_DIR)] + ([extra] if extra else [])
-    cli.execute(args)
+    if getattr(args, "command", None) == "ls" and args.what is None:
+        args.what = "tasks"  # lm-eval prints its help here; listing is what `ls` is for
+    try:
+        cli.execute(args)
+    except (trust_data.DataError, TaskConfigError, ModelResolutionError) as err:
+        print(f"lm-eval-trust: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:
