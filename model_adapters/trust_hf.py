@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def weights_sha256(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 digest.update(chunk)
     memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(digest.hexdigest())
+    partial = memo.with_name(f".{memo.name}.{os.getpid()}")
+    partial.write_text(digest.hexdigest())
+    os.replace(partial, memo)  # concurrent runs never read a half-written memo
     return digest.hexdigest()
 
 

@@ -156,7 +156,8 @@ def test_stock_lm_eval_lists_and_runs_our_tasks(run_cli, tiny_model, tmp_path):
     assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
 
 
-def test_wrapper_validate_sees_our_tasks(run_cli):
+def test_wrapper_ls_and_validate_see_our_tasks(run_cli):
+    assert "trust_advglue" in run_cli("lm-eval-trust", "ls").stdout
     proc = run_cli("lm-eval-trust", "validate", "--tasks", "trust_advglue")
     assert "trust_advglue" in proc.stdout + proc.stderr
 
