@@ -7,7 +7,9 @@ keys) and in the dimension module it names, which provides pure functions:
 - `SCENARIO_PREFIX`: every scenario name of the dimension starts with it;
 - `load(data, options) -> Loaded`: data files -> docs (`scenario`, `messages`, fields to score);
 - `score_item(doc, generations) -> dict`: one doc's generations -> a small JSON-able item;
-- `aggregate(items, scenarios) -> dict`: all items -> `score`, `refusal_rate`, `score_<scenario>`.
+- `aggregate(items, scenarios) -> dict`: all items -> `score`, `refusal_rate`, `score_<scenario>`;
+- optionally `metric_names(scenarios) -> {name: higher_is_better}`, when a dimension reports more
+  than those (component scores, a `partial` flag).
 
 Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
 `scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
@@ -182,8 +184,11 @@ class TrustTask(ConfigurableTask):
             **kwargs,
         )
 
-    def metric_names(self) -> list[str]:
-        return ["score", "refusal_rate", *(f"score_{s}" for s in self.scenarios)]
+    def metric_names(self) -> dict[str, bool]:
+        """Every metric the dimension reports, with whether higher is better."""
+        if hasattr(self.dimension, "metric_names"):
+            return self.dimension.metric_names(self.scenarios)
+        return {"score": True, "refusal_rate": False, **{f"score_{s}": True for s in self.scenarios}}
 
     def process_results(self, doc, results) -> dict:
         generations = list(results[0])
@@ -197,4 +202,4 @@ class TrustTask(ConfigurableTask):
         }
 
     def higher_is_better(self) -> dict:
-        return {name: name != "refusal_rate" for name in self.metric_names()}
+        return self.metric_names()
