@@ -1,4 +1,4 @@
-"""`trust_advglue` through lm-eval's runner, end to end, with both CLIs."""
+"""The trust tasks through lm-eval's runner, end to end, with both CLIs."""
 
 import json
 import sqlite3
@@ -8,7 +8,8 @@ from conftest import read_results
 
 from lm_eval_trust.tasks.advglue import advglue
 
-RUN = ["--model", "trust-hf", "--tasks", "trust_advglue", "--device", "cpu", "--batch_size", "4"]
+BASE = ["--model", "trust-hf", "--device", "cpu", "--batch_size", "4"]
+RUN = [*BASE, "--tasks", "trust_advglue"]
 
 
 def _recomputed_score(samples):
@@ -187,3 +188,63 @@ def test_embedded_smollm2_end_to_end(run_cli, trust_cache, tmp_path):
     assert "<|im_start|>assistant\n" in samples[0]["arguments"]["gen_args_0"]["arg_0"]
     # The model answers the sentiment demonstrations' format, so some answers must parse.
     assert any(advglue.parse_label(s["resps"][0][0], s["doc"]["glue_task"]) != -1 for s in samples)
+
+
+@pytest.mark.parametrize(
+    "task, n_default, components",
+    [
+        ("trust_ood", 36, ["knowledge", "style", "knowledge_fewshot", "style_fewshot"]),
+        ("trust_adv_demo", 30, ["counterfactual", "backdoor_asr", "backdoor_cacc"]),
+    ],
+)
+def test_limit_reaches_every_default_scenario(run_cli, tiny_model, tmp_path, task, n_default, components):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *BASE,
+        "--tasks",
+        task,
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        str(n_default),
+        "--apply_chat_template",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    res = results["results"][task]
+    assert len({s["doc"]["scenario"] for s in samples}) == n_default
+    assert all(
+        res[f"score_{s},none"] is not None for s in results["configs"][task]["metadata"]["scenarios_run"]
+    )
+    assert 0 <= res["score,none"] <= 100
+    assert all(res[f"{c},none"] is not None for c in components)
+    if task == "trust_adv_demo":
+        meta = results["configs"][task]["metadata"]
+        assert meta["missing_components"] == ["spurious"] and res["partial,none"] == 1.0
+        assert res["spurious,none"] is None
+    else:
+        assert res["partial,none"] == 0.0
+
+
+def test_embedded_smollm2_ood_and_adv_demo(run_cli, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *BASE,
+        "--tasks",
+        "trust_ood,trust_adv_demo",
+        "--model_args",
+        "pretrained=smollm2-135m-instruct",
+        "--limit",
+        "2",
+        "--apply_chat_template",
+        "--output_path",
+        str(out),
+    )
+    results, _ = read_results(out)
+    for task in ("trust_ood", "trust_adv_demo"):
+        assert 0 <= results["results"][task]["score,none"] <= 100
+        assert results["results"][task]["partial,none"] == 1.0
