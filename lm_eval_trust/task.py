@@ -14,11 +14,14 @@ keys) and in the dimension module it names, which provides pure functions:
 Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
 `scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
 (samples per prompt for sampled scenarios), `scenario_generation_kwargs` (per-scenario overrides of
-`generation_kwargs`, merged last so they also win over `--gen_kwargs`).
+`generation_kwargs`, keyed by scenario name or glob pattern, merged last so they also win over
+`--gen_kwargs`), `redact_pii` (mask personal data in logged samples, for dimensions whose module
+defines `redact(text) -> str`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import logging
@@ -118,7 +121,7 @@ class TrustTask(ConfigurableTask):
             **loaded.info,
             "scenarios_run": self.scenarios,
         }
-        rows = [{**d, "messages": json.dumps(d["messages"])} for d in docs]
+        rows = [{**d, "messages": json.dumps(d["messages"]), "doc_index": i} for i, d in enumerate(docs)]
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
     def has_training_docs(self) -> bool:
@@ -158,8 +161,12 @@ class TrustTask(ConfigurableTask):
         return chat.render(messages, template, system_instruction)
 
     def generation_kwargs_for(self, scenario: str) -> dict:
-        overrides = self.options.get("scenario_generation_kwargs") or {}
-        return {**self.config.generation_kwargs, **overrides.get(scenario, {})}
+        """Task-wide settings, then every `scenario_generation_kwargs` pattern matching the scenario."""
+        kwargs = dict(self.config.generation_kwargs)
+        for pattern, overrides in (self.options.get("scenario_generation_kwargs") or {}).items():
+            if fnmatch.fnmatchcase(scenario, pattern):
+                kwargs.update(overrides)
+        return kwargs
 
     def n_samples_for(self, scenario: str) -> int:
         """Samples per prompt: 1 for greedy scenarios, `n_samples` for sampled ones."""
@@ -193,7 +200,32 @@ class TrustTask(ConfigurableTask):
     def process_results(self, doc, results) -> dict:
         generations = list(results[0])
         item = self.dimension.score_item(doc, generations)
+        if self.options.get("redact_pii"):
+            self._redact_logged(doc, results)
         return {name: item for name in self.metric_names()}
+
+    def _redact_logged(self, doc, results) -> None:
+        """Mask personal data in what lm-eval logs for this doc, after it has been scored.
+
+        lm-eval logs the doc, the request arguments and the responses right after
+        `process_results`, from these same objects, so they are rewritten in place.
+        """
+        redact = getattr(self.dimension, "redact", None)
+        if redact is None:
+            raise TaskConfigError(f"{self.config.task} has no personal data to redact; drop redact_pii")
+        if not hasattr(self, "_instances_by_doc"):
+            self._instances_by_doc = {}
+            for inst in self.instances:
+                self._instances_by_doc.setdefault(inst.doc["doc_index"], []).append(inst)
+        for key, value in list(doc.items()):
+            if isinstance(value, str):
+                doc[key] = redact(value)
+        for inst in self._instances_by_doc.get(doc["doc_index"], []):
+            inst.arguments = (redact(inst.arguments[0]), *inst.arguments[1:])
+            inst.doc = doc
+            inst.resps[:] = [redact(r) for r in inst.resps]
+        for generations in results:
+            generations[:] = [redact(g) for g in generations]
 
     def aggregation(self) -> dict:
         return {
