@@ -13,7 +13,8 @@ keys) and in the dimension module it names, which provides pure functions:
 
 Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
 `scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
-(samples per prompt for sampled scenarios), `scenario_generation_kwargs` (per-scenario overrides of
+(samples per prompt for every sampled scenario, overriding the YAML's per-scenario
+`scenario_n_samples` glob patterns), `scenario_generation_kwargs` (per-scenario overrides of
 `generation_kwargs`, keyed by scenario name or glob pattern, merged last so they also win over
 `--gen_kwargs`), `redact_pii` (mask personal data in logged samples, for dimensions whose module
 defines `redact(text) -> str`).
@@ -121,6 +122,11 @@ class TrustTask(ConfigurableTask):
             **loaded.info,
             "scenarios_run": self.scenarios,
         }
+        sampled = {
+            s: self.n_samples_for(s) for s in self.scenarios if self.generation_kwargs_for(s).get("do_sample")
+        }
+        if sampled:
+            self.config.metadata["samples_per_prompt"] = sampled
         rows = [{**d, "messages": json.dumps(d["messages"]), "doc_index": i} for i, d in enumerate(docs)]
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
@@ -169,12 +175,20 @@ class TrustTask(ConfigurableTask):
         return kwargs
 
     def n_samples_for(self, scenario: str) -> int:
-        """Samples per prompt: 1 for greedy scenarios, `n_samples` for sampled ones."""
+        """Samples per prompt: 1 for greedy scenarios; for sampled ones `n_samples` if given (a
+        quick-run override), else the YAML's `scenario_n_samples` patterns, else 1."""
         if not self.generation_kwargs_for(scenario).get("do_sample"):
             return 1
-        n = self.options.get("n_samples", 1)
-        if not isinstance(n, int) or n < 1:
-            raise TaskConfigError(f"--metadata n_samples must be a positive integer, got {n!r}")
+        n = self.options.get("n_samples")
+        if n is None:
+            n = 1
+            for pattern, value in (self.options.get("scenario_n_samples") or {}).items():
+                if fnmatch.fnmatchcase(scenario, pattern):
+                    n = value
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise TaskConfigError(
+                f"{self.config.task}: samples per prompt must be a positive integer, got {n!r}"
+            )
         return n
 
     def construct_requests(self, doc, ctx, **kwargs) -> Instance:
