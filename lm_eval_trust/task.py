@@ -9,7 +9,10 @@ keys) and in the dimension module it names, which provides pure functions:
 - `score_item(doc, generations) -> dict`: one doc's generations -> a small JSON-able item;
 - `aggregate(items, scenarios) -> dict`: all items -> `score`, `refusal_rate`, `score_<scenario>`;
 - optionally `metric_names(scenarios) -> {name: higher_is_better}`, when a dimension reports more
-  than those (component scores, a `partial` flag).
+  than those (component scores, a `partial` flag); `aggregate` may also return `details`, a
+  JSON-able payload (e.g. matrices for heat maps) recorded under the task's results metadata;
+- optionally `score_responses(resps, docs, options) -> resps`: runs once over all responses of the
+  task (as lm-eval's filter step), for scorers that work in batches (toxicity classifiers).
 
 Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
 `scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
@@ -32,9 +35,9 @@ from functools import partial
 from itertools import zip_longest
 
 import datasets
+from lm_eval.api.filter import Filter, FilterEnsemble
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
-from lm_eval.filters import build_filter_ensemble
 
 from lm_eval_trust import chat
 from lm_eval_trust.data import DataRoot
@@ -84,8 +87,15 @@ def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[
     return [s for s in loaded.scenarios if s in mine]
 
 
-def _metric(name: str, aggregate: Callable, scenarios: list[str], items: list[dict]):
-    return aggregate(items, scenarios)[name]
+class ScoreResponses(Filter):
+    """lm-eval filter step that hands every response of the task to the dimension's batch scorer."""
+
+    def __init__(self, score: Callable | None = None, options: dict | None = None):
+        self.score, self.options = score, options or {}
+
+    def apply(self, resps, docs):
+        resps = [list(r) for r in resps]
+        return self.score(resps, docs, self.options) if self.score else resps
 
 
 class TrustTask(ConfigurableTask):
@@ -93,8 +103,11 @@ class TrustTask(ConfigurableTask):
         cfg = dict(config or {})
         cfg.pop("class", None)
         super().__init__(config=cfg, **kwargs)
-        # lm-eval's default filter keeps only the first of `repeats` samples; keep them all.
-        self._filters = [build_filter_ensemble("none", [])]
+        # lm-eval's default filter keeps only the first of `repeats` samples; keep them all (and
+        # let a batch scorer see them all at once). The pipeline keeps lm-eval's name `none`.
+        scorer = partial(ScoreResponses, getattr(self.dimension, "score_responses", None), self.options)
+        self._filters = [FilterEnsemble(name="none", filters=[scorer])]
+        self._aggregated: tuple[tuple, dict] | None = None
 
     @property
     def options(self) -> dict:
@@ -241,11 +254,25 @@ class TrustTask(ConfigurableTask):
         for generations in results:
             generations[:] = [redact(g) for g in generations]
 
+    def aggregate(self, items: list) -> dict:
+        """The dimension's aggregate over all items, computed once for all of its metrics.
+
+        Every metric receives the same item objects (`process_results` returns one item under each
+        name), so their identities key the memo.
+        """
+        key = tuple(map(id, items))
+        if self._aggregated is None or self._aggregated[0] != key:
+            result = dict(self.dimension.aggregate(items, self.scenarios))
+            if "details" in result:
+                self.config.metadata["details"] = result.pop("details")
+            self._aggregated = (key, result)
+        return self._aggregated[1]
+
+    def _metric(self, name: str, items: list):
+        return self.aggregate(items)[name]
+
     def aggregation(self) -> dict:
-        return {
-            name: partial(_metric, name, self.dimension.aggregate, self.scenarios)
-            for name in self.metric_names()
-        }
+        return {name: partial(self._metric, name) for name in self.metric_names()}
 
     def higher_is_better(self) -> dict:
         return self.metric_names()
