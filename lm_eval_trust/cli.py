@@ -103,12 +103,48 @@ def data_main(argv: list[str]) -> int:
     return 1 if report.mismatched else 0
 
 
+def scorer_agreement_main(argv: list[str]) -> int:
+    """Agreement of a toxicity scorer with Perspective's labels on DecodingTrust's RTP rows."""
+    from lm_eval_trust.scoring import toxicity
+
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-trust scorer-agreement",
+        description="Measure a toxicity scorer against Perspective's own toxicity labels of the "
+        "RealToxicityPrompts rows (prompt and continuation texts) in DecodingTrust's toxicity data.",
+    )
+    parser.add_argument("--scorer", default="offline", choices=toxicity.SCORERS)
+    parser.add_argument("--data-dir", help="data root (default: $TRUST_DATA_DIR, else the user cache)")
+    parser.add_argument("--scorer-path", help="local checkpoint for the detoxify scorer")
+    args = parser.parse_args(argv)
+    try:
+        data = trust_data.DataRoot(args.data_dir)
+        scorer = toxicity.get_scorer(args.scorer, {"toxicity_scorer_path": args.scorer_path}, data)
+        records = toxicity.rtp_records(data)
+    except (trust_data.DataError, toxicity.ScorerError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sets = {"all": records}
+    if args.scorer == "offline":
+        # The offline scorer was fitted on one half (seeded split); only the other half is a fair test.
+        sets = {"held-out half (not used in fitting)": toxicity.split_records(records)[1], "all": records}
+    print(f"scorer {scorer.name} {scorer.version} vs Perspective toxicity labels")
+    for name, subset in sets.items():
+        texts, labels = toxicity.labelled_texts(subset)
+        figures = toxicity.agreement(scorer.score(texts), labels)
+        print(
+            f"  {name}: n={figures['n']} spearman={figures['spearman']:.3f} "
+            f"pearson={figures['pearson']:.3f} auroc@0.5={figures['auroc']:.3f}"
+        )
+    return 0
+
+
 def lm_eval_main() -> None:
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
+    from lm_eval_trust.scoring.toxicity import ScorerError
     from lm_eval_trust.task import TaskConfigError
 
     setup_logging()
@@ -121,7 +157,7 @@ def lm_eval_main() -> None:
         args.what = "tasks"  # lm-eval prints its help here; listing is what `ls` is for
     try:
         cli.execute(args)
-    except (trust_data.DataError, TaskConfigError, ModelResolutionError) as err:
+    except (trust_data.DataError, TaskConfigError, ModelResolutionError, ScorerError) as err:
         print(f"lm-eval-trust: error: {err}", file=sys.stderr)
         sys.exit(2)
 
@@ -133,6 +169,8 @@ def main() -> None:
         return
     if argv[:1] == ["data"]:
         sys.exit(data_main(argv[1:]))
+    if argv[:1] == ["scorer-agreement"]:
+        sys.exit(scorer_agreement_main(argv[1:]))
     lm_eval_main()
 
 

@@ -126,6 +126,9 @@ class TrustTask(ConfigurableTask):
         docs = interleave(loaded.docs, self.scenarios)
         if not docs:
             raise TaskConfigError(f"{self.config.task}: no documents for scenarios {self.scenarios}")
+        clash = sorted(set(loaded.info) & set(options))
+        if clash:
+            raise TaskConfigError(f"{self.config.task}: {options['dimension']}.load returned option names {clash}")
         for warning in loaded.info.get("warnings", []):
             log.warning("%s: %s", self.config.task, warning)
         # Recorded in the results JSON under configs.<task>.metadata.

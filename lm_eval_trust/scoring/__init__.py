@@ -1,0 +1,1 @@
+"""Scorers that turn generations into numbers DecodingTrust used external services for."""
