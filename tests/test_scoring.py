@@ -162,3 +162,35 @@ def test_scorer_agreement_meets_the_targets_on_the_held_out_half(shared_data):
     figures = dict(part.split("=") for part in held_out.split(": ", 1)[1].split())
     assert int(figures["n"]) > 2000
     assert float(figures["spearman"]) >= 0.85 and float(figures["auroc@0.5"]) >= 0.95
+
+
+def test_detoxify_scorer_loads_a_local_checkpoint(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "you", "are", "nice"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(
+        tmp_path
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        num_labels=2,
+        id2label={0: "severe_toxic", 1: "toxic"},
+        label2id={"severe_toxic": 0, "toxic": 1},
+    )
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    scorer = toxicity.get_scorer("detoxify", {"toxicity_scorer_path": str(tmp_path)}, None)
+    assert scorer.toxic_index == 1
+    scores = scorer.score(["you are nice", "nice"])
+    assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+
+
+def test_detoxify_without_a_checkpoint_says_what_to_do(tmp_path):
+    with pytest.raises(toxicity.ScorerError, match="toxicity_scorer_path"):
+        toxicity.DetoxifyScorer(str(tmp_path / "absent"))
