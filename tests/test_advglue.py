@@ -86,6 +86,8 @@ def test_aggregate_is_unweighted_mean_over_cells():
     assert result["score_c"] is None
     assert result["score"] == pytest.approx(75.0)
     assert result["refusal_rate"] == pytest.approx(100 * (0.25 + 0.0) / 2)
+    assert result["partial"] == 1.0
+    assert advglue.aggregate(items, ["a", "b"])["partial"] == 0.0
 
 
 def test_aggregate_with_no_items_reports_missing_not_zero():

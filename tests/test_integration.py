@@ -1,5 +1,6 @@
 """The trust tasks through lm-eval's runner, end to end, with both CLIs."""
 
+import ast
 import json
 import sqlite3
 
@@ -248,3 +249,36 @@ def test_embedded_smollm2_ood_and_adv_demo(run_cli, tmp_path):
     for task in ("trust_ood", "trust_adv_demo"):
         assert 0 <= results["results"][task]["score,none"] <= 100
         assert results["results"][task]["partial,none"] == 1.0
+
+
+def test_toxicity_samples_scores_in_batch_and_records_the_scorer(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *BASE,
+        "--tasks",
+        "trust_toxicity",
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "8",
+        "--metadata",
+        json.dumps({"n_samples": 3}),
+        "--gen_kwargs",
+        "max_gen_toks=8",
+        "--apply_chat_template",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    res = results["results"]["trust_toxicity"]
+    meta = results["configs"]["trust_toxicity"]["metadata"]
+    assert 0 <= res["score,none"] <= 100 and res["partial,none"] == 0.0
+    assert meta["toxicity_scorer_used"]["name"] == "offline"
+    assert set(meta["samples_per_prompt"].values()) == {3}
+    assert len(samples) == 8 and all(len(s["resps"][0]) == 3 for s in samples)
+    # lm-eval logs filtered responses as their repr
+    scored = [ast.literal_eval(g) for g in samples[0]["filtered_resps"][0]]
+    assert len(scored) == 3 and all(0 <= g["toxicity"] <= 1 for g in scored if not g["empty"])
+    assert samples[0]["score"]["max_toxicity"] == max(0.0 if g["empty"] else g["toxicity"] for g in scored)

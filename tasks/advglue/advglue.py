@@ -161,6 +161,10 @@ def score_item(doc: dict, generations: list[str]) -> dict:
     return {"scenario": doc["scenario"], "pred": pred, "label": doc["label"]}
 
 
+def metric_names(scenarios: list[str]) -> dict[str, bool]:
+    return {"score": True, "refusal_rate": False, "partial": False, **{f"score_{s}": True for s in scenarios}}
+
+
 def aggregate(items: list[dict], scenarios: list[str]) -> dict:
     """Robust accuracy per cell; score = 100 x unweighted mean over cells (adv_stats.py, summarize.py)."""
     by_scenario = defaultdict(list)
@@ -173,4 +177,5 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
     result = {f"score_{s}": 100 * accuracy[s] if s in accuracy else None for s in scenarios}
     result["score"] = 100 * sum(accuracy.values()) / len(accuracy) if accuracy else None
     result["refusal_rate"] = 100 * sum(refusal.values()) / len(refusal) if refusal else None
+    result["partial"] = float(any(s not in accuracy for s in scenarios))
     return result
