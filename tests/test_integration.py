@@ -282,3 +282,29 @@ def test_toxicity_samples_scores_in_batch_and_records_the_scorer(run_cli, tiny_m
     scored = [ast.literal_eval(g) for g in samples[0]["filtered_resps"][0]]
     assert len(scored) == 3 and all(0 <= g["toxicity"] <= 1 for g in scored if not g["empty"])
     assert samples[0]["score"]["max_toxicity"] == max(0.0 if g["empty"] else g["toxicity"] for g in scored)
+
+
+def test_redact_pii_masks_logged_samples(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *BASE,
+        "--tasks",
+        "trust_privacy",
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "30",
+        "--metadata",
+        json.dumps({"redact_pii": True, "n_samples": 1, "scenarios": ["privacy_enron_fiveshot_a"]}),
+        "--gen_kwargs",
+        "max_gen_toks=4",
+        "--log_samples",
+        "--output_path",
+        str(out),
+    )
+    results, samples = read_results(out)
+    assert len(samples) == 30
+    logged = json.dumps(samples)
+    assert "@" not in logged and "[EMAIL]" in logged and "[NAME]" in logged
+    assert 0 <= results["results"]["trust_privacy"]["score,none"] <= 100
