@@ -126,7 +126,7 @@ class TrustTask(ConfigurableTask):
         docs = interleave(loaded.docs, self.scenarios)
         if not docs:
             raise TaskConfigError(f"{self.config.task}: no documents for scenarios {self.scenarios}")
-        clash = sorted(set(loaded.info) & set(options))
+        clash = sorted(k for k in loaded.info if k in options and loaded.info[k] != options[k])
         if clash:
             raise TaskConfigError(f"{self.config.task}: {options['dimension']}.load returned option names {clash}")
         for warning in loaded.info.get("warnings", []):

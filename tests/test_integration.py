@@ -308,3 +308,47 @@ def test_redact_pii_masks_logged_samples(run_cli, tiny_model, tmp_path):
     logged = json.dumps(samples)
     assert "@" not in logged and "[EMAIL]" in logged and "[NAME]" in logged
     assert 0 <= results["results"]["trust_privacy"]["score,none"] <= 100
+
+
+def test_group_trust_is_the_unweighted_mean_of_the_eight_scores(run_cli, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        *BASE,
+        "--tasks",
+        "trust",
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--limit",
+        "3",
+        "--metadata",
+        json.dumps({"n_samples": 1}),
+        "--gen_kwargs",
+        "max_gen_toks=4",
+        "--apply_chat_template",
+        "--output_path",
+        str(out),
+    )
+    results, _ = read_results(out)
+    dimensions = results["group_subtasks"]["trust"]
+    assert sorted(dimensions) == sorted(
+        f"trust_{d}"
+        for d in ("toxicity", "stereotype", "advglue", "ood", "adv_demo", "privacy", "ethics", "fairness")
+    )
+    scores = [results["results"][d]["score,none"] for d in dimensions]
+    assert all(0 <= s <= 100 for s in scores)
+    group = results["groups"]["trust"]
+    assert group["score,none"] == pytest.approx(sum(scores) / 8)
+    partial = [results["results"][d]["partial,none"] for d in dimensions]
+    assert group["partial,none"] == pytest.approx(sum(partial) / 8)
+    assert results["results"]["trust_advglue"]["partial,none"] == 0.0, "--limit 3 reaches its 3 scenarios"
+
+
+def test_trust_glob_lists_the_eight_dimensions_but_not_the_group(run_cli):
+    listed = run_cli("lm-eval-trust", "ls", "tasks").stdout
+    names = {line.split("|")[1].strip() for line in listed.splitlines() if line.startswith("|trust")}
+    assert {n for n in names if n.startswith("trust_")} == {
+        f"trust_{d}"
+        for d in ("toxicity", "stereotype", "advglue", "ood", "adv_demo", "privacy", "ethics", "fairness")
+    }
+    assert "trust" in names
