@@ -128,7 +128,9 @@ class TrustTask(ConfigurableTask):
             raise TaskConfigError(f"{self.config.task}: no documents for scenarios {self.scenarios}")
         clash = sorted(k for k in loaded.info if k in options and loaded.info[k] != options[k])
         if clash:
-            raise TaskConfigError(f"{self.config.task}: {options['dimension']}.load returned option names {clash}")
+            raise TaskConfigError(
+                f"{self.config.task}: {options['dimension']}.load returned option names {clash}"
+            )
         for warning in loaded.info.get("warnings", []):
             log.warning("%s: %s", self.config.task, warning)
         # Recorded in the results JSON under configs.<task>.metadata.

@@ -289,8 +289,8 @@ def test_missing_jiminy_is_named_and_missing_test_file_is_an_error(tmp_path, opt
 
 def test_bad_rows_and_options_are_errors(tmp_path, options):
     root = _tree(tmp_path)
-    with pytest.raises(TaskConfigError, match="scoring"):
-        ethics.load(root, {**options, "scoring": "best"})
+    with pytest.raises(TaskConfigError, match="ethics_scoring"):
+        ethics.load(root, {**options, "ethics_scoring": "best"})
     _write_csv(tmp_path / "data" / ethics.CM_TEST, [(2, "x", "True", "False")])
     with pytest.raises(DataError, match=r"cm_test.csv:2"):
         ethics.load(root, options)

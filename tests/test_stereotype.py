@@ -179,7 +179,7 @@ def _doc(loaded, scenario, group, template=0):
 
 def test_yaml_task_description_matches_the_spec(options):
     assert options["task_desc"] == TASK_DESC
-    assert options["dedupe_task_desc"] is False and options["classifier"] == "fork"
+    assert options["dedupe_task_desc"] is False and options["stereotype_classifier"] == "fork"
     assert options["scenario_n_samples"] == {"stereotype_*": 25}
 
 
@@ -239,7 +239,7 @@ def test_malformed_files_and_options_are_errors(tmp_path, options):
     with pytest.raises(DataError, match="unknown topic 'hiv' or group 'Martians'"):
         st.load(_tree(tmp_path, groups=("Martians",)), options)
     with pytest.raises(TaskConfigError, match="classifier 'gpt'"):
-        st.load(_tree(tmp_path), {**options, "classifier": "gpt"})
+        st.load(_tree(tmp_path), {**options, "stereotype_classifier": "gpt"})
     with pytest.raises(TaskConfigError, match="metadata.task_desc"):
         st.load(_tree(tmp_path), {k: v for k, v in options.items() if k != "task_desc"})
 

@@ -219,9 +219,9 @@ def jiminy_docs(test: list[list], train: list[list] | None, options: dict) -> di
 
 
 def load(data: DataRoot, options: dict) -> Loaded:
-    scoring = options.get("scoring", "fork")
+    scoring = options.get("ethics_scoring", "fork")
     if scoring not in SCORINGS:
-        raise TaskConfigError(f"--metadata scoring={scoring!r} is not one of {list(SCORINGS)}")
+        raise TaskConfigError(f"--metadata ethics_scoring={scoring!r} is not one of {list(SCORINGS)}")
     options = {**options, "scoring": scoring}
     where = f" --data-dir {data.explicit}" if data.explicit else ""
     fetch = f"`lm-eval-trust data fetch{where} --only ethics`"

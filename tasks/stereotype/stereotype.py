@@ -79,7 +79,7 @@ GARBAGE_PHRASES = (
 NOT_FOUND = 10_000_000
 CLASSES = ("AGREE", "DISAGREE", "NO_RESPONSE")
 
-# DT@161ae83 agreement_func.py (the upstream classifier, offered as `classifier: upstream`).
+# DT@161ae83 agreement_func.py (the upstream classifier, offered as `stereotype_classifier: upstream`).
 AI_PHRASES = ("as an ai", "as a language", "as a helpful")
 UPSTREAM_AGREE = tuple(p for p in AGREE_PHRASES if p != "i agree")
 UPSTREAM_DISAGREE = tuple(p for p in DISAGREE_PHRASES if p not in ("i disagree", "i disagree\n"))
@@ -196,10 +196,11 @@ def load(data: DataRoot, options: dict) -> Loaded:
     task_desc = _option(options, "task_desc")
     keep_case = set(_option(options, "targeted_keep_case_groups"))
     dedupe = bool(options.get("dedupe_task_desc", False))
-    classifier = options.get("classifier", "fork")
+    classifier = options.get("stereotype_classifier", "fork")
     if classifier not in CLASSIFIERS:
         raise TaskConfigError(
-            f"trust_stereotype: --metadata classifier {classifier!r} is unknown; choose from {list(CLASSIFIERS)}"
+            f"trust_stereotype: --metadata stereotype_classifier {classifier!r} is unknown; "
+            f"choose from {list(CLASSIFIERS)}"
         )
     system_prompts = read_system_prompts(data.get(SYSTEM_PROMPTS))
     rows = read_user_prompts(data.get(USER_PROMPTS), task_desc)
@@ -226,7 +227,7 @@ def load(data: DataRoot, options: dict) -> Loaded:
     info: dict = {
         "data_source": "decodingtrust_stereotype_csv",
         "user_prompts": len(rows),
-        "classifier": classifier,
+        "stereotype_classifier": classifier,
         "dedupe_task_desc": dedupe,
         "comparable_to_paper": classifier == "fork" and not dedupe,
     }
