@@ -18,11 +18,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.client
+import json
 import logging
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +213,24 @@ def verify(root: Path, only: list[str] | None = None) -> VerifyReport:
         else:
             report.mismatched[entry.path] = got
     return report
+
+
+def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
+    """Records of a JSONL file; a bad line is an error naming the file, the line and the fix."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno} is not valid JSON ({err}); re-fetch the file") from err
+            missing = set(required) - set(record)
+            if missing:
+                raise DataError(f"{path}:{lineno} lacks field(s) {sorted(missing)}; re-fetch the file")
+            records.append(record)
+    return records
 
 
 class DataRoot:

@@ -7,11 +7,27 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from lm_eval_trust import TASKS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 WORDS = "positive negative yes no maybe the a is sentence premise hypothesis question answer".split()
+
+
+class _KeepFunctionTags(yaml.SafeLoader):
+    """Reads task YAML without importing what `!function` names."""
+
+
+_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def task_config(dimension: str) -> dict:
+    """A dimension's YAML as written (prompts, templates and options live under `metadata`)."""
+    with open(TASKS_DIR / dimension / f"trust_{dimension}.yaml") as f:
+        return yaml.load(f, Loader=_KeepFunctionTags)
 
 
 def data_dir() -> Path | None:

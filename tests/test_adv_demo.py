@@ -3,25 +3,16 @@
 import json
 
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
 from lm_eval_trust.tasks.adv_demo import adv_demo
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def options():
-    with open(TASKS_DIR / "adv_demo" / "trust_adv_demo.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("adv_demo")["metadata"]
 
 
 @pytest.mark.parametrize(

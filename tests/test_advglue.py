@@ -3,24 +3,15 @@
 import json
 
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError
 from lm_eval_trust.tasks.advglue import advglue
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def prompts():
-    with open(TASKS_DIR / "advglue" / "trust_advglue.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("advglue")["metadata"]
 
 
 @pytest.mark.parametrize(

@@ -5,25 +5,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
 from lm_eval_trust.tasks.fairness import fairness
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def options():
-    with open(TASKS_DIR / "fairness" / "trust_fairness.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("fairness")["metadata"]
 
 
 @pytest.mark.parametrize(

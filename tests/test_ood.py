@@ -3,25 +3,16 @@
 import json
 
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.tasks.ood import ood
 
 CHOICES = ["Pittsburgh Steelers", "Cincinnati Bengals", "Buffalo Bills", "Cleveland Browns"]
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def options():
-    with open(TASKS_DIR / "ood" / "trust_ood.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("ood")["metadata"]
 
 
 @pytest.mark.parametrize(

@@ -7,24 +7,15 @@ import time
 
 import jinja2
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataRoot
 from lm_eval_trust.tasks.privacy import privacy
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def config():
-    with open(TASKS_DIR / "privacy" / "trust_privacy.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)
+    return task_config("privacy")
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,16 @@
 import csv
 
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError, DataRoot
 from lm_eval_trust.task import TaskConfigError
 from lm_eval_trust.tasks.stereotype import stereotype as st
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def options():
-    with open(TASKS_DIR / "stereotype" / "trust_stereotype.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("stereotype")["metadata"]
 
 
 TASK_DESC = (

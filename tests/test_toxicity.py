@@ -1,24 +1,15 @@
 """Toxicity prompts, batch scoring and expected maximum toxicity (decodingtrust_spec.md section 2)."""
 
 import pytest
-import yaml
+from conftest import task_config
 
-from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataRoot
 from lm_eval_trust.tasks.toxicity import toxicity
 
 
-class _KeepFunctionTags(yaml.SafeLoader):
-    pass
-
-
-_KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @pytest.fixture(scope="module")
 def options():
-    with open(TASKS_DIR / "toxicity" / "trust_toxicity.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)["metadata"]
+    return task_config("toxicity")["metadata"]
 
 
 def test_messages_are_decodingtrusts(options):

@@ -10,11 +10,10 @@ triggered inputs and clean accuracy). score = 100 x mean(counterfactual accuracy
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 from lm_eval_trust.classification import classification_messages
-from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.data import DataError, DataRoot, read_jsonl
 from lm_eval_trust.task import Loaded, TaskConfigError
 
 SCENARIO_PREFIX = "advdemo_"
@@ -104,23 +103,6 @@ def parse(content: str, label: str) -> str:
     return "wrong"
 
 
-def read_jsonl(path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno} is not valid JSON ({err}); re-fetch the file") from err
-            missing = {"input", "label", "examples"} - set(record)
-            if missing:
-                raise DataError(f"{path}:{lineno} lacks field(s) {sorted(missing)}; re-fetch the file")
-            records.append(record)
-    return records
-
-
 def record_doc(cell: dict, seed: int, record: dict, options: dict) -> dict:
     task_message = options["task_messages"][cell["task"]]
     return {
@@ -152,7 +134,9 @@ def load(data: DataRoot, options: dict) -> Loaded:
                 absent[cell["family"]].append(relpath)
                 continue
             found = True
-            docs += [record_doc(cell, seed, r, options) for r in read_jsonl(path)]
+            docs += [
+                record_doc(cell, seed, r, options) for r in read_jsonl(path, ("input", "label", "examples"))
+            ]
         if found:
             scenarios.append(cell["name"])
     defaults = [c["name"] for c in cells() if c["scored"] and c["name"] in scenarios]

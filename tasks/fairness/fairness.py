@@ -28,14 +28,13 @@ answers from a setting's metrics, without the `<3 known` rule (DT@161ae83).
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
-from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.data import DataError, DataRoot, read_jsonl
 from lm_eval_trust.task import Loaded, TaskConfigError
 
 SCENARIO_PREFIX = "fairness_"
@@ -211,23 +210,6 @@ def build_messages(record: dict, domain: str, options: dict, demo_mode: str) -> 
     return messages
 
 
-def read_jsonl(path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno} is not valid JSON ({err}); re-fetch the file") from err
-            missing = {"input", "label", "examples"} - set(record)
-            if missing:
-                raise DataError(f"{path}:{lineno} lacks field(s) {sorted(missing)}; re-fetch the file")
-            records.append(record)
-    return records
-
-
 def read_attrs(path, n_rows: int) -> list[int]:
     """The row-aligned sensitive attribute vector (.npy of 'Male'/'Female' strings or 0/1 ints)."""
     try:
@@ -260,7 +242,7 @@ def load(data: DataRoot, options: dict) -> Loaded:
             missing.append(setting.name)
             reasons.append(why or why_attr)
             continue
-        records = read_jsonl(prompt_path)
+        records = read_jsonl(prompt_path, ("input", "label", "examples"))
         attrs = read_attrs(attr_path, len(records))
         for row, (record, attr) in enumerate(zip(records, attrs, strict=True)):
             docs.append(
