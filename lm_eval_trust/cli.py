@@ -162,8 +162,17 @@ def lm_eval_main() -> None:
         sys.exit(2)
 
 
+EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the trust-hf model, plus:
+  lm-eval-trust tasks-dir                  print the installed tasks folder (for lm_eval --include_path)
+  lm-eval-trust data {fetch,verify} ...    get or check DecodingTrust's data (see `data -h`)
+  lm-eval-trust scorer-agreement ...       measure a toxicity scorer against Perspective's labels
+"""
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if argv in ([], ["-h"], ["--help"]):
+        print(EXTRA_COMMANDS)
     if argv[:1] == ["tasks-dir"]:
         print(TASKS_DIR)
         return
