@@ -7,6 +7,7 @@ tasks folder is put first on `--include_path` and `trust-hf` is registered befor
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -138,11 +139,42 @@ def scorer_agreement_main(argv: list[str]) -> int:
     return 0
 
 
+def compress_main(argv: list[str]) -> int:
+    """Make (or find in the cache) a compressed checkpoint without evaluating it."""
+    from lm_eval.utils import simple_parse_args_string
+
+    from lm_eval_trust.model_adapters import embedded
+    from lm_eval_trust.model_adapters.compress import CompressionError, CompressionSpec
+    from lm_eval_trust.model_adapters.trust_hf import compress_base
+
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-trust compress",
+        description="Compress a model as trust-hf would (same --model_args) and print the checkpoint path.",
+    )
+    parser.add_argument(
+        "--model_args", required=True, help="e.g. pretrained=smollm2-135m-instruct,compress=gptq,bits=4"
+    )
+    args = parser.parse_args(argv)
+    model_args = simple_parse_args_string(args.model_args)
+    try:
+        spec = CompressionSpec.pop_from(model_args)
+        if spec.compress == "none" or "pretrained" not in model_args:
+            raise CompressionError("--model_args needs pretrained=... and compress=<method>")
+        base = embedded.resolve(str(model_args["pretrained"]))
+        path, metadata = compress_base(base, spec, model_args.get("save_dir"))
+    except (CompressionError, embedded.ModelResolutionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"checkpoint": path, **metadata}, indent=2))
+    return 0
+
+
 def lm_eval_main() -> None:
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
+    from lm_eval_trust.model_adapters.compress import CompressionError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
     from lm_eval_trust.scoring.toxicity import ScorerError
     from lm_eval_trust.task import TaskConfigError
@@ -157,7 +189,13 @@ def lm_eval_main() -> None:
         args.what = "tasks"  # lm-eval prints its help here; listing is what `ls` is for
     try:
         cli.execute(args)
-    except (trust_data.DataError, TaskConfigError, ModelResolutionError, ScorerError) as err:
+    except (
+        trust_data.DataError,
+        TaskConfigError,
+        ModelResolutionError,
+        ScorerError,
+        CompressionError,
+    ) as err:
         print(f"lm-eval-trust: error: {err}", file=sys.stderr)
         sys.exit(2)
 
@@ -166,6 +204,7 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust tasks-dir                  print the installed tasks folder (for lm_eval --include_path)
   lm-eval-trust data {fetch,verify} ...    get or check DecodingTrust's data (see `data -h`)
   lm-eval-trust scorer-agreement ...       measure a toxicity scorer against Perspective's labels
+  lm-eval-trust compress --model_args ...  make a compressed checkpoint (gptq, awq, magnitude, sparsegpt, wanda)
 """
 
 
@@ -178,6 +217,8 @@ def main() -> None:
         return
     if argv[:1] == ["data"]:
         sys.exit(data_main(argv[1:]))
+    if argv[:1] == ["compress"]:
+        sys.exit(compress_main(argv[1:]))
     if argv[:1] == ["scorer-agreement"]:
         sys.exit(scorer_agreement_main(argv[1:]))
     lm_eval_main()

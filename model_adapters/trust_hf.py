@@ -20,6 +20,7 @@ from lm_eval.models.huggingface import HFLM
 
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,30 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def compress_base(base: str, spec: CompressionSpec, save_dir: str | None = None) -> tuple[str, dict]:
+    """The compressed checkpoint of `base` (cached) and what was measured on it."""
+    local = Path(base)
+    base_hash = weights_sha256(local) if local.is_dir() else f"hub:{base}"
+    path, metadata = compressed_checkpoint(base, base_hash, spec, save_dir)
+    return str(path), metadata
+
+
 @register_model("trust-hf")
 class TrustHFLM(HFLM):
-    def __init__(self, pretrained: str, dtype="auto", device: str | None = "cuda", **kwargs):
+    def __init__(
+        self,
+        pretrained: str,
+        dtype="auto",
+        device: str | None = "cuda",
+        save_dir: str | None = None,
+        **kwargs,
+    ):
+        spec = CompressionSpec.pop_from(kwargs)
         self.alias = pretrained if isinstance(pretrained, str) and pretrained in embedded.ALIASES else None
         resolved = embedded.resolve(pretrained) if isinstance(pretrained, str) else pretrained
+        self.compression = None
+        if spec.compress != "none":
+            resolved, self.compression = compress_base(resolved, spec, save_dir)
         on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
         if dtype == "auto" and on_cpu:
             # bf16 matmuls are hundreds of times slower than fp32 on CPUs without native bf16.
@@ -92,6 +112,7 @@ class TrustHFLM(HFLM):
         return {
             **super().get_model_info(),
             **self.identity,
+            "compression": self.compression,
             "model_fingerprint": self.fingerprint,
             "lm_eval_trust_version": version("lm-eval-trust"),
         }
