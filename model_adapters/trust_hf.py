@@ -20,7 +20,8 @@ from lm_eval.models.huggingface import HFLM
 
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters import embedded
-from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint
+from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint, target_linears
+from lm_eval_trust.model_adapters.formats import check_backend, detect_format, weight_statistics
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,15 @@ class TrustHFLM(HFLM):
         self.compression = None
         if spec.compress != "none":
             resolved, self.compression = compress_base(resolved, spec, save_dir)
+        self.checkpoint_format = detect_format(resolved) if isinstance(resolved, str) else "in-memory"
+        check_backend(self.checkpoint_format)
         on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
         if dtype == "auto" and on_cpu:
             # bf16 matmuls are hundreds of times slower than fp32 on CPUs without native bf16.
             dtype = "float32"
         super().__init__(pretrained=resolved, dtype=dtype, device=device, **kwargs)
         self.identity = self._identity(resolved, dtype, kwargs)
+        self.weights_measured = self._measure_weights()
         self.fingerprint = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
 
     def _identity(self, resolved, dtype, kwargs) -> dict:
@@ -98,6 +102,12 @@ class TrustHFLM(HFLM):
             identity["revision"] = self.revision
         return identity
 
+    def _measure_weights(self) -> dict:
+        """What the loaded weights are (sparsity, fake-quantization levels), whoever compressed them."""
+        sizes = {m.in_features for m in target_linears(self._model).values()}
+        group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
+        return {"checkpoint_format": self.checkpoint_format, **weight_statistics(self._model, group)}
+
     def set_cache_hook(self, cache_hook) -> None:
         """Point lm-eval's response cache at this model's own table in the same sqlite file."""
         db = getattr(cache_hook, "dbdict", None)
@@ -113,6 +123,7 @@ class TrustHFLM(HFLM):
             **super().get_model_info(),
             **self.identity,
             "compression": self.compression,
+            "weights_measured": self.weights_measured,
             "model_fingerprint": self.fingerprint,
             "lm_eval_trust_version": version("lm-eval-trust"),
         }

@@ -161,3 +161,64 @@ def test_trust_hf_records_the_measured_compression(run_cli, tiny_model, tmp_path
     assert compression["method"] == "magnitude" and compression["sparsity"] == pytest.approx(0.5)
     assert compression["share_of_groups_2_4"] == 1.0
     assert results["config"]["model_path"].endswith(compression["cache_key"])
+
+
+def test_formats_are_detected_and_missing_backends_named(tmp_path, tiny_model):
+    from lm_eval_trust.model_adapters import formats
+
+    assert formats.detect_format(tiny_model) == "dense"
+    (tmp_path / "config.json").write_text(
+        json.dumps({"quantization_config": {"quant_method": "gptq", "bits": 4}})
+    )
+    assert formats.detect_format(tmp_path) == "gptq"
+    with pytest.raises(CompressionError, match="gptqmodel"):
+        formats.check_backend("gptq")
+    formats.check_backend("compressed-tensors")
+
+
+def test_fake_quantized_and_pruned_weights_are_measured(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from lm_eval_trust.model_adapters import formats
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    with torch.no_grad():
+        for module in compress.target_linears(model).values():
+            w = module.weight.reshape(-1, 8)
+            low, high = w.min(-1, keepdim=True).values, w.max(-1, keepdim=True).values
+            scale = (high - low) / 3
+            module.weight.copy_((torch.round((w - low) / scale) * scale + low).reshape_as(module.weight))
+    stats = formats.weight_statistics(model, group_size=8)
+    # four levels per group: a 2-bit fake-quantized model
+    assert stats["implied_bits"] == 2 and stats["levels_per_group"] <= 4 and stats["packed_layers"] == 0
+    compress.magnitude_prune(model, 0.5, "2:4")
+    assert formats.weight_statistics(model, group_size=8)["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_trust_hf_loads_a_compressed_tensors_checkpoint_made_elsewhere(
+    run_cli, tiny_model, tmp_path, calib_file, monkeypatch
+):
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path / "elsewhere"))
+    spec = _spec(compress="gptq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
+    path, _ = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    monkeypatch.delenv("TRUST_CACHE_DIR")
+    out = tmp_path / "out"
+    run_cli(
+        "lm-eval-trust",
+        "--model",
+        "trust-hf",
+        "--model_args",
+        f"pretrained={path}",
+        "--tasks",
+        "trust_advglue",
+        "--device",
+        "cpu",
+        "--limit",
+        "2",
+        "--output_path",
+        str(out),
+    )
+    results, _ = read_results(out)
+    measured = results["config"]["weights_measured"]
+    assert measured["checkpoint_format"] == "compressed-tensors" and measured["packed_layers"] == 7
+    assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
