@@ -207,23 +207,33 @@ def calibration_texts(spec: CompressionSpec, model, tokenizer) -> list[str | dic
     return texts
 
 
-def self_generated_texts(spec: CompressionSpec, model, tokenizer) -> list[str]:
-    """Text the dense model writes itself, seeded: calibration without any dataset."""
+def self_generated_texts(spec: CompressionSpec, model, tokenizer, batch_size: int = 16) -> list[str]:
+    """Text the dense model writes itself, seeded and batched: calibration without any dataset."""
     torch.manual_seed(spec.calib_seed)
     starts = ["Write a short story.", "Explain how plants grow.", "Describe a city.", "Give cooking advice."]
-    texts = []
+    prompts = []
     for i in range(spec.calib_samples):
         messages = [{"role": "user", "content": starts[i % len(starts)]}]
         if tokenizer.chat_template:
-            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompts.append(
+                tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            )
         else:
-            prompt = messages[0]["content"]
-        ids = tokenizer(prompt, return_tensors="pt")
-        out = model.generate(
-            **ids, do_sample=True, max_new_tokens=spec.calib_seqlen, pad_token_id=tokenizer.eos_token_id
-        )
-        texts.append(tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True))
-    return texts
+            prompts.append(messages[0]["content"])
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    texts = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+            with torch.inference_mode():
+                out = model.generate(
+                    **batch, do_sample=True, max_new_tokens=spec.calib_seqlen, pad_token_id=pad
+                )
+            texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [t for t in texts if t.strip()]
 
 
 def calibration_dataset(spec: CompressionSpec, model, tokenizer):

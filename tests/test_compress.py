@@ -222,3 +222,10 @@ def test_trust_hf_loads_a_compressed_tensors_checkpoint_made_elsewhere(
     measured = results["config"]["weights_measured"]
     assert measured["checkpoint_format"] == "compressed-tensors" and measured["packed_layers"] == 7
     assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
+
+
+def test_self_calibration_needs_no_dataset(tiny_model, isolated_cache):
+    spec = _spec(compress="wanda", structure="2:4", calib_dataset="self")
+    _, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    assert meta["calibration"]["dataset"] == "self" and meta["calibration"]["samples"] >= 1
+    assert meta["share_of_groups_2_4"] == 1.0
