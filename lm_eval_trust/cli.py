@@ -7,6 +7,7 @@ tasks folder is put first on `--include_path` and `trust-hf` is registered befor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -157,11 +158,13 @@ def compress_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     model_args = simple_parse_args_string(args.model_args)
     try:
-        spec = CompressionSpec.pop_from(model_args)
-        if spec.compress == "none" or "pretrained" not in model_args:
-            raise CompressionError("--model_args needs pretrained=... and compress=<method>")
-        base = embedded.resolve(str(model_args["pretrained"]))
-        path, metadata = compress_base(base, spec, model_args.get("save_dir"))
+        # llm-compressor logs to stdout; keep stdout for the result, so scripts can parse it.
+        with contextlib.redirect_stdout(sys.stderr):
+            spec = CompressionSpec.pop_from(model_args)
+            if spec.compress == "none" or "pretrained" not in model_args:
+                raise CompressionError("--model_args needs pretrained=... and compress=<method>")
+            base = embedded.resolve(str(model_args["pretrained"]))
+            path, metadata = compress_base(base, spec, model_args.get("save_dir"))
     except (CompressionError, embedded.ModelResolutionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -373,9 +373,11 @@ def compressed_checkpoint(base: str, weights_sha256: str, spec: CompressionSpec,
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if spec.kind == "quantize":
         check_group_size(model, spec.group_size)
-    calibration, calib_hash = (
-        (None, None) if spec.compress == "magnitude" else calibration_dataset(spec, model, tokenizer)
-    )
+    # Text the model writes itself is fixed by the base weights and the seed, both in the key, so
+    # it is only generated when the checkpoint must be made.
+    calibration, calib_hash = None, None
+    if spec.compress != "magnitude" and spec.calibration()[0] != "self":
+        calibration, calib_hash = calibration_dataset(spec, model, tokenizer)
     versions = {lib: version(lib) for lib in LIBRARIES}
     key_material = {
         "base": weights_sha256,
@@ -391,6 +393,8 @@ def compressed_checkpoint(base: str, weights_sha256: str, spec: CompressionSpec,
             log.info("Compressing %s with %s (cache %s)", base, spec.compress, target)
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}."))
             try:
+                if spec.compress != "magnitude" and calibration is None:
+                    calibration, calib_hash = calibration_dataset(spec, model, tokenizer)
                 start = time.monotonic()
                 _apply(spec, model, tokenizer, calibration)
                 seconds = time.monotonic() - start
