@@ -1,0 +1,125 @@
+"""Compression time through `lm-eval-trust compress` against llm-compressor called directly.
+
+For each method, in one run on the same machine and calibration text:
+  ours:   `lm-eval-trust compress --model_args pretrained=...,compress=...` in a fresh cache
+          (load, calibration, compression, save, reload to measure);
+  direct: load the model, llm-compressor's `oneshot` with the same recipe and tokens, save.
+Prints both wall times and ours/direct. Ours also pays for a fresh process (imports), hashing the
+base weights and reloading the result to measure it. Magnitude pruning has no llm-compressor
+equivalent (its modifier prunes nothing in oneshot), so its direct column is our own mask function.
+
+    python benchmarks/compression_overhead.py --calib-file calib.txt [--methods wanda gptq ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lm_eval_trust.model_adapters import compress, embedded
+
+ARGS = {
+    "magnitude": "compress=magnitude,structure=2:4",
+    "wanda": "compress=wanda,structure=2:4",
+    "sparsegpt": "compress=sparsegpt,structure=2:4",
+    "gptq": "compress=gptq,bits=4,group_size=64",
+    "awq": "compress=awq,bits=4,group_size=64",
+}
+
+
+def spec_for(method: str, calib_file: str, samples: int, seqlen: int) -> compress.CompressionSpec:
+    kwargs = dict(pair.split("=") for pair in ARGS[method].split(","))
+    for key in ("bits", "group_size"):
+        if key in kwargs:
+            kwargs[key] = int(kwargs[key])
+    return compress.CompressionSpec(
+        **kwargs, calib_dataset=calib_file, calib_samples=samples, calib_seqlen=seqlen, calib_template="raw"
+    )
+
+
+def run_ours(model: str, method: str, calib_file: str, samples: int, seqlen: int) -> float:
+    args = f"pretrained={model},{ARGS[method]},calib_dataset={calib_file},calib_samples={samples},calib_seqlen={seqlen}"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TRUST_CACHE_DIR": cache}
+        start = time.perf_counter()
+        subprocess.run(
+            [str(Path(sys.executable).parent / "lm-eval-trust"), "compress", "--model_args", args],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+
+def run_direct(base: str, spec: compress.CompressionSpec) -> float:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as out:
+        if spec.compress == "magnitude":
+            compress.magnitude_prune(model, spec.sparsity, spec.structure)
+            model.save_pretrained(out)
+        else:
+            from llmcompressor import oneshot
+
+            calibration, _ = compress.calibration_dataset(spec, model, tokenizer)
+            if spec.compress == "awq":
+                from llmcompressor.pipelines import cache as pipeline_cache
+
+                pipeline_cache.IntermediatesCache.pin_memory = lambda self, *a, **k: None
+            oneshot(
+                model=model,
+                dataset=calibration,
+                recipe=compress.recipe(spec),
+                max_seq_length=spec.calib_seqlen,
+                num_calibration_samples=len(calibration),
+                tokenizer=tokenizer,
+            )
+            model.save_pretrained(out, save_compressed=True)
+        tokenizer.save_pretrained(out)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--calib-file", required=True, help="a local .txt/.jsonl/.json calibration file")
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seqlen", type=int, default=256)
+    parser.add_argument("--methods", nargs="+", default=list(ARGS), choices=list(ARGS))
+    args = parser.parse_args()
+    base = embedded.resolve(args.model)
+    rows = []
+    for method in args.methods:
+        ours = run_ours(args.model, method, args.calib_file, args.samples, args.seqlen)
+        with contextlib.redirect_stdout(sys.stderr):  # llm-compressor logs to stdout
+            direct = run_direct(base, spec_for(method, args.calib_file, args.samples, args.seqlen))
+        rows.append(
+            {
+                "method": method,
+                "ours_s": round(ours, 1),
+                "direct_s": round(direct, 1),
+                "ratio": round(ours / direct, 2),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"{'method':10s} {'ours (s)':>9s} {'direct (s)':>10s} {'ours/direct':>11s}")
+    for row in rows:
+        print(f"{row['method']:10s} {row['ours_s']:9.1f} {row['direct_s']:10.1f} {row['ratio']:11.2f}")
+
+
+if __name__ == "__main__":
+    main()
