@@ -243,7 +243,7 @@ def test_manifest_entry_url(manifest, monkeypatch):
     assert entry.url() == (
         f"https://raw.githubusercontent.com/AI-secure/adversarial-glue/{data.ADVGLUE_COMMIT}/dev.json"
     )
-    assert entry.url("http://mirror.example/root/") == "http://mirror.example/root/advglue/dev.json"
+    assert entry.url("http://mirror.example/data/") == "http://mirror.example/data/advglue/dev.json"
     monkeypatch.setenv("TRUST_DATA_URL", "http://env.example/data")
     assert entry.url() == "http://env.example/data/advglue/dev.json"
     assert entry.url("http://arg.example") == "http://arg.example/advglue/dev.json"
