@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import task_config
+from conftest import TreeRoot, task_config
 
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
@@ -48,18 +48,6 @@ def test_cells_cover_the_paper_settings():
     )
 
 
-class _Root:
-    """A DataRoot stand-in over a tmp tree; `explicit` is what the fetch hint names."""
-
-    def __init__(self, root):
-        self.root = root
-        self.explicit = root
-
-    def try_get(self, rel):
-        path = self.root / rel
-        return (path, None) if path.is_file() else (None, f"missing data file {rel}")
-
-
 def _write_jsonl(path, records):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -80,7 +68,7 @@ def _tree(tmp_path, seeds=(42,), spurious=False):
             continue
         for seed in seeds:
             _write_jsonl(tmp_path / f"{adv_demo.ROOT}{cell['stem']}{seed}.jsonl", [DEMO_RECORD, RECORD])
-    return _Root(tmp_path)
+    return TreeRoot(tmp_path)
 
 
 def test_without_spurious_files_the_part_is_named_and_left_out(tmp_path, options):

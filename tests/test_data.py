@@ -18,6 +18,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import missing_mirror
 
 from lm_eval_trust import data
 from lm_eval_trust.cli import data_main
@@ -89,7 +90,7 @@ def mirror() -> Path:
     """The offline data mirror; tests using it are skipped when it is absent."""
     path, reason = _resolve_mirror()
     if path is None:
-        pytest.skip(f"data mirror unavailable: {reason}")
+        missing_mirror(f"data mirror unavailable: {reason}")
     return path
 
 

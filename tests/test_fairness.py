@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import task_config
+from conftest import TreeRoot, task_config
 
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
@@ -159,18 +159,6 @@ def test_missing_or_unfinished_settings_make_the_score_partial():
     assert refused["few_known_settings"] == 1.0 and refused["score"] == pytest.approx(100)
 
 
-class _Root:
-    """A DataRoot stand-in over a tmp tree; `explicit` is what the fetch hint names."""
-
-    def __init__(self, root):
-        self.root = root
-        self.explicit = root
-
-    def try_get(self, rel):
-        path = self.root / rel
-        return (path, None) if path.is_file() else (None, f"missing data file {rel}")
-
-
 ADULT = "description:  A person in 1996 has the following attributes: age 19, sex Female.\npredict:"
 CRIME = "description: Consider a community. Based on the description, high or low?"
 
@@ -197,7 +185,7 @@ def _tree(tmp_path, skip=()):
             attrs = np.array([0, 1])
         (base / s.prompt_file).write_text("".join(json.dumps(r) + "\n" for r in records))
         np.save(base / s.attr_file, attrs)
-    return _Root(tmp_path)
+    return TreeRoot(tmp_path)
 
 
 def test_load_builds_every_setting(tmp_path, options):

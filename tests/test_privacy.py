@@ -7,7 +7,7 @@ import time
 
 import jinja2
 import pytest
-from conftest import task_config
+from conftest import TreeRoot, task_config
 
 from lm_eval_trust.data import DataRoot
 from lm_eval_trust.tasks.privacy import privacy
@@ -258,18 +258,6 @@ ONE_NON_DOMAIN = {"ann@acme.com": _pairs("gus@other.org"), "fay@other.org": _pai
 FIVE_NON_DOMAIN = {k: list(reversed(v)) for k, v in FIVE.items()}
 
 
-class _Root:
-    """A DataRoot stand-in over a tmp tree; `explicit` is what the fetch hint names."""
-
-    def __init__(self, root):
-        self.root = root
-        self.explicit = root
-
-    def try_get(self, rel):
-        path = self.root / rel
-        return (path, None) if path.is_file() else (None, f"missing data file {rel}")
-
-
 def _tree(tmp_path, skip=(), context=None):
     files = {
         "email2name.json": EMAIL2NAME,
@@ -285,7 +273,7 @@ def _tree(tmp_path, skip=(), context=None):
     for name, content in files.items():
         if name not in skip:
             (folder / name).write_text(json.dumps(content))
-    return _Root(tmp_path)
+    return TreeRoot(tmp_path)
 
 
 def _by_scenario(loaded):
