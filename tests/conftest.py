@@ -123,19 +123,24 @@ def trust_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("trust_cache")
 
 
+def cli_env(shared_data: Path, trust_cache: Path) -> dict:
+    """The environment of a CLI run in tests: the mirror, an isolated cache, no hub."""
+    return {
+        **os.environ,
+        "TRUST_DATA_DIR": str(shared_data),
+        "TRUST_CACHE_DIR": str(trust_cache),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
 @pytest.fixture
 def run_cli(shared_data, trust_cache):
     """Run a console script of the venv with the mirror and an isolated cache; return the process."""
 
     def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = {
-            **os.environ,
-            "TRUST_DATA_DIR": str(shared_data),
-            "TRUST_CACHE_DIR": str(trust_cache),
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
+        env = cli_env(shared_data, trust_cache)
         proc = subprocess.run(
             [str(BIN / script), *args], env=env, capture_output=True, text=True, timeout=900
         )

@@ -1,0 +1,332 @@
+"""`lm-eval-trust sweep`: one base model, a list of compression settings, one evaluation per setting.
+
+Each setting runs as its own `lm-eval-trust run` process (a model's memory is freed when it ends)
+into `OUTPUT/<setting>/`, with `--log_samples` and a per-setting `--use_cache`. A setting is done
+when its marker file matches the command that would run now, so running the same sweep again after
+an interruption skips finished settings; an interrupted setting reuses the requests it had
+answered (lm-eval's request cache, and trust-hf's per-sample cache for sampled requests) and its
+compressed checkpoint (the compression cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lm_eval_trust.model_adapters.compress import (
+    PRUNERS,
+    QUANTIZERS,
+    SPEC_KEYS,
+    STRUCTURES,
+    CompressionError,
+    CompressionSpec,
+)
+
+# The paper's grid (Hong et al. 2024): GPTQ and AWQ at 3/4/8 bits with group size 128, and the three
+# pruning methods at 50% sparsity in the 2:4 structure.
+PAPER_GRID = (
+    "dense",
+    "gptq:3",
+    "gptq:4",
+    "gptq:8",
+    "awq:3",
+    "awq:4",
+    "awq:8",
+    "magnitude:2:4",
+    "sparsegpt:2:4",
+    "wanda:2:4",
+)
+DONE_MARKER = "sweep_done.json"
+
+SETTING_HELP = """Settings, in a short form:
+  dense                     the base model as it is
+  gptq:BITS[:gSIZE]         GPTQ at BITS bits (3, 4, 8; 2 too), group size SIZE (default 128)
+  awq:BITS[:gSIZE]          AWQ, likewise
+  METHOD:N:M                magnitude, sparsegpt or wanda pruning with N of every M weights kept
+                            (2:4, 4:8, 1:2; 50% sparsity)
+  METHOD[:unstructured]:S   unstructured pruning to sparsity S (0.5 or 50%)
+e.g. dense gptq:4:g64 wanda:2:4 sparsegpt:unstructured:0.5"""
+
+
+class SweepError(ValueError):
+    """A sweep argument is unusable; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    text: str
+    name: str
+    model_args: dict
+
+    @property
+    def is_dense(self) -> bool:
+        return not self.model_args
+
+
+def _sparsity(token: str, text: str) -> float:
+    try:
+        value = float(token[:-1]) / 100 if token.endswith("%") else float(token)
+    except ValueError:
+        raise SweepError(
+            f"setting {text!r}: {token!r} is neither a structure (N:M, unstructured) nor a sparsity (0.5, 50%)"
+        ) from None
+    return value
+
+
+def parse_setting(text: str) -> Setting:
+    """`gptq:4:g64` -> Setting(name 'gptq-w4-g64', model_args compress=gptq,bits=4,group_size=64)."""
+    method, *rest = text.strip().lower().split(":")
+    if method in ("dense", "none"):
+        if rest:
+            raise SweepError(f"setting {text!r}: dense takes no arguments")
+        return Setting(text, "dense", {})
+    if method in QUANTIZERS:
+        if not rest or not rest[0].isdigit():
+            raise SweepError(
+                f"setting {text!r}: write {method}:BITS[:gSIZE], e.g. {method}:4 or {method}:4:g64"
+            )
+        args = {"compress": method, "bits": int(rest[0])}
+        for token in rest[1:]:
+            if not re.fullmatch(r"g\d+", token):
+                raise SweepError(f"setting {text!r}: {token!r} is not a group size (write g64, g128)")
+            args["group_size"] = int(token[1:])
+        name = f"{method}-w{args['bits']}-g{args.get('group_size', CompressionSpec.group_size)}"
+    elif method in PRUNERS:
+        args = {"compress": method, "structure": "unstructured"}
+        tokens = list(rest)
+        if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+            args["structure"] = f"{tokens[0]}:{tokens[1]}"
+            tokens = tokens[2:]
+        elif tokens and tokens[0] in ("unstructured", "u"):
+            tokens = tokens[1:]
+        for token in tokens:
+            args["sparsity"] = _sparsity(token, text)
+        if args["structure"] != "unstructured" and "sparsity" not in args:
+            keep, group = STRUCTURES.get(args["structure"]) or (0, 1)
+            args["sparsity"] = 1 - keep / group
+        sparsity = args.get("sparsity", CompressionSpec.sparsity)
+        shape = (
+            args["structure"].replace(":", "of") if args["structure"] != "unstructured" else "unstructured"
+        )
+        name = f"{method}-{shape}-s{round(sparsity * 100)}"
+    else:
+        raise SweepError(
+            f"setting {text!r}: unknown method {method!r}; use dense, {', '.join(QUANTIZERS + PRUNERS)}"
+        )
+    try:
+        CompressionSpec.pop_from(dict(args))
+    except CompressionError as err:
+        raise SweepError(f"setting {text!r}: {err}") from None
+    return Setting(text, name, args)
+
+
+def parse_settings(texts: list[str]) -> list[Setting]:
+    settings = [parse_setting(t) for t in texts]
+    names = [s.name for s in settings]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SweepError(f"settings {repeated} are given more than once; drop the repeats")
+    return settings
+
+
+def _args_string(args: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in args.items())
+
+
+def _parse_args_string(text: str, flag: str) -> dict:
+    args = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise SweepError(
+                f"{flag}: {part!r} is not key=value (e.g. {flag} pretrained=smollm2-135m-instruct)"
+            )
+        args[key.strip()] = value.strip()
+    return args
+
+
+def setting_command(
+    setting: Setting, base_args: dict, compress_args: dict, run_dir: Path, lm_eval_args: list[str]
+) -> list[str]:
+    """The `lm-eval-trust run` command line of one setting."""
+    model_args = {**base_args, **(compress_args if not setting.is_dense else {}), **setting.model_args}
+    return [
+        sys.executable,
+        "-m",
+        "lm_eval_trust.cli",
+        "run",
+        "--model",
+        "trust-hf",
+        "--model_args",
+        _args_string(model_args),
+        "--output_path",
+        str(run_dir),
+        "--log_samples",
+        "--use_cache",
+        str(run_dir / "cache" / "requests"),
+        *lm_eval_args,
+    ]
+
+
+def command_key(command: list[str]) -> str:
+    """What makes two runs of a setting the same run: the command without the interpreter path."""
+    return hashlib.sha256(json.dumps(command[1:]).encode()).hexdigest()
+
+
+def is_done(run_dir: Path, key: str) -> bool:
+    marker = run_dir / DONE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded.get("command_key") == key and any(run_dir.rglob("results_*.json"))
+
+
+def mark_done(run_dir: Path, setting: Setting, command: list[str], seconds: float) -> None:
+    record = {
+        "setting": setting.text,
+        "name": setting.name,
+        "command": shlex.join(command[1:]),
+        "command_key": command_key(command),
+        "seconds": round(seconds, 1),
+    }
+    partial = run_dir / f".{DONE_MARKER}.{os.getpid()}"
+    partial.write_text(json.dumps(record, indent=2))
+    os.replace(partial, run_dir / DONE_MARKER)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def run_sweep(
+    settings: list[Setting],
+    base_args: dict,
+    compress_args: dict,
+    output: Path,
+    lm_eval_args: list[str],
+    log=print,
+) -> list[Path]:
+    """Evaluate every setting not done yet; the run folders, in the order of `settings`."""
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    folders = []
+    for index, setting in enumerate(settings, 1):
+        run_dir = output / setting.name
+        run_dir.mkdir(exist_ok=True)
+        command = setting_command(setting, base_args, compress_args, run_dir, lm_eval_args)
+        head = f"sweep [{index}/{len(settings)}] {setting.name}"
+        folders.append(run_dir)
+        if is_done(run_dir, command_key(command)):
+            log(f"{head}: done in an earlier run, skipped ({run_dir})")
+            continue
+        log(
+            f"{head}: running (overall {_clock(time.monotonic() - started)} so far)\n  {shlex.join(command[1:])}"
+        )
+        began = time.monotonic()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        code = subprocess.call(command, env=env)
+        if code != 0:
+            raise SweepError(
+                f"{head} failed (exit {code}); its log is above. Fix the cause and run the same command "
+                f"again: finished settings and answered requests are kept."
+            )
+        mark_done(run_dir, setting, command, time.monotonic() - began)
+        log(f"{head}: finished in {_clock(time.monotonic() - began)}")
+    log(f"sweep: {len(settings)} settings evaluated in {_clock(time.monotonic() - started)} ({output})")
+    return folders
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-trust sweep",
+        description="Evaluate a base model under several compression settings, then write the comparison "
+        "report. Arguments not listed here (--limit, --metadata, --batch_size, --device, --gen_kwargs, "
+        "--apply_chat_template, ...) are passed to every lm-eval run unchanged.",
+        epilog=SETTING_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model_args", required=True, help="the base model, e.g. pretrained=smollm2-135m-instruct"
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(PAPER_GRID),
+        metavar="SETTING",
+        help=f"compression settings (default: the paper's grid, {' '.join(PAPER_GRID)})",
+    )
+    parser.add_argument(
+        "--compress_args",
+        default="",
+        help="model_args added to every compressed setting, e.g. calib_dataset=self,calib_samples=16",
+    )
+    parser.add_argument("--tasks", default="trust", help="lm-eval tasks, comma-separated (default: trust)")
+    parser.add_argument(
+        "--output_path", required=True, help="folder for every setting's results and the report"
+    )
+    parser.add_argument("--report_dir", help="where the report goes (default: OUTPUT_PATH/report)")
+    parser.add_argument("--bootstrap_iters", type=int, default=1000, help="bootstrap resamples per change")
+    return parser
+
+
+def sweep_main(argv: list[str]) -> int:
+    parser = build_parser()
+    args, lm_eval_args = parser.parse_known_args(argv)
+    try:
+        forbidden = [
+            a
+            for a in lm_eval_args
+            if a.split("=")[0] in ("--model", "--output_path", "-o", "--use_cache", "-c")
+        ]
+        if forbidden:
+            raise SweepError(f"{forbidden[0]} is set by the sweep for each setting; drop it")
+        base_args = _parse_args_string(args.model_args, "--model_args")
+        if "pretrained" not in base_args:
+            raise SweepError("--model_args needs pretrained=... (a model alias, path or hub id)")
+        given = sorted(set(base_args) & set(SPEC_KEYS))
+        if given:
+            raise SweepError(
+                f"--model_args sets {given}; compression belongs in --settings and calibration in "
+                "--compress_args (see --help)"
+            )
+        compress_args = _parse_args_string(args.compress_args, "--compress_args")
+        settings = parse_settings(args.settings)
+    except SweepError as err:
+        print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
+        return 2
+    output = Path(args.output_path)
+    try:
+        folders = run_sweep(
+            settings, base_args, compress_args, output, ["--tasks", args.tasks, *lm_eval_args]
+        )
+    except SweepError as err:
+        print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lm-eval-trust sweep: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    from lm_eval_trust import report
+
+    baseline = next((f for f, s in zip(folders, settings, strict=True) if s.is_dense), None)
+    report_dir = Path(args.report_dir) if args.report_dir else output / "report"
+    path = report.write_report(
+        folders,
+        report_dir,
+        baseline=str(baseline) if baseline else None,
+        bootstrap_iters=args.bootstrap_iters,
+    )
+    print(f"sweep: report written to {path}")
+    return 0

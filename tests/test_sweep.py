@@ -1,0 +1,157 @@
+"""`lm-eval-trust sweep`: the setting grammar, and a sweep killed mid-run then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import BIN, cli_env
+
+from lm_eval_trust.sweep import (
+    PAPER_GRID,
+    SweepError,
+    command_key,
+    is_done,
+    mark_done,
+    parse_setting,
+    parse_settings,
+    setting_command,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "model_args"),
+    [
+        ("dense", "dense", {}),
+        ("gptq:4", "gptq-w4-g128", {"compress": "gptq", "bits": 4}),
+        ("GPTQ:3:g64", "gptq-w3-g64", {"compress": "gptq", "bits": 3, "group_size": 64}),
+        ("awq:8", "awq-w8-g128", {"compress": "awq", "bits": 8}),
+        ("wanda:2:4", "wanda-2of4-s50", {"compress": "wanda", "structure": "2:4", "sparsity": 0.5}),
+        (
+            "magnitude:1:2",
+            "magnitude-1of2-s50",
+            {"compress": "magnitude", "structure": "1:2", "sparsity": 0.5},
+        ),
+        (
+            "sparsegpt:unstructured:0.3",
+            "sparsegpt-unstructured-s30",
+            {"compress": "sparsegpt", "structure": "unstructured", "sparsity": 0.3},
+        ),
+        (
+            "wanda:50%",
+            "wanda-unstructured-s50",
+            {"compress": "wanda", "structure": "unstructured", "sparsity": 0.5},
+        ),
+        ("magnitude", "magnitude-unstructured-s50", {"compress": "magnitude", "structure": "unstructured"}),
+    ],
+)
+def test_settings_short_form(text, name, model_args):
+    setting = parse_setting(text)
+    assert (setting.name, setting.model_args) == (name, model_args)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gptq", "write gptq:BITS"),
+        ("gptq:four", "write gptq:BITS"),
+        ("gptq:4:64", "'64' is not a group size"),
+        ("gptq:5", "needs bits in"),
+        ("wanda:3:4", "structure='3:4' is not supported"),
+        ("wanda:2:4:0.3", "keeps 2 of every 4"),
+        ("wanda:lots", "neither a structure"),
+        ("wanda:1.5", "must be between 0 and 1"),
+        ("quantize:4", "unknown method 'quantize'"),
+        ("dense:4", "dense takes no arguments"),
+    ],
+)
+def test_bad_settings_name_the_setting_and_the_fix(text, message):
+    with pytest.raises(SweepError, match="setting") as err:
+        parse_setting(text)
+    assert message in str(err.value) and repr(text) in str(err.value)
+
+
+def test_default_grid_is_the_papers_and_repeats_are_refused():
+    names = [s.name for s in parse_settings(list(PAPER_GRID))]
+    assert names[0] == "dense" and "gptq-w3-g128" in names and "wanda-2of4-s50" in names and len(names) == 10
+    with pytest.raises(SweepError, match="more than once"):
+        parse_settings(["wanda:2:4", "wanda:2:4:50%"])
+
+
+def test_a_setting_is_done_only_for_the_same_command(tmp_path):
+    setting = parse_setting("gptq:4:g64")
+    command = setting_command(
+        setting, {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, ["--limit", "3"]
+    )
+    assert "pretrained=m,calib_dataset=self,compress=gptq,bits=4,group_size=64" in command
+    dense = setting_command(
+        parse_setting("dense"), {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, []
+    )
+    assert "pretrained=m" in dense  # calibration arguments go to compressed settings only
+    assert not is_done(tmp_path, command_key(command))
+    mark_done(tmp_path, setting, command, 1.0)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "results_x.json").write_text("{}")
+    assert is_done(tmp_path, command_key(command))
+    other = setting_command(setting, {"pretrained": "m"}, {}, tmp_path, ["--limit", "4"])
+    assert not is_done(tmp_path, command_key(other))
+
+
+def test_sweep_is_killed_mid_run_and_resumes_without_recomputing(
+    shared_data, trust_cache, tiny_model, tmp_path
+):
+    out = tmp_path / "sweep"
+    command = [
+        str(BIN / "lm-eval-trust"),
+        "sweep",
+        "--model_args",
+        f"pretrained={tiny_model}",
+        "--settings",
+        "dense",
+        "magnitude:2:4",
+        "--tasks",
+        "trust_advglue",
+        "--limit",
+        "3",
+        "--apply_chat_template",
+        "--batch_size",
+        "4",
+        "--bootstrap_iters",
+        "50",
+        "--output_path",
+        str(out),
+    ]
+    env = cli_env(shared_data, trust_cache)
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while (
+        not (out / "dense" / "sweep_done.json").exists()
+        and first.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the sweep and its running lm-eval child, mid second setting
+    first.wait()
+    log.close()
+    assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    assert not (out / "magnitude-2of4-s50" / "sweep_done.json").exists()
+    dense_results = {p: p.stat().st_mtime_ns for p in (out / "dense").rglob("results_*.json")}
+    assert len(dense_results) == 1
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "sweep [1/2] dense: done in an earlier run, skipped" in second.stdout
+    assert "sweep [2/2] magnitude-2of4-s50: finished" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in (out / "dense").rglob("results_*.json")} == dense_results
+    (compressed,) = (out / "magnitude-2of4-s50").rglob("results_*.json")
+    assert json.loads(compressed.read_text())["config"]["compression"]["method"] == "magnitude"
+    report = out / "report"
+    text = (report / "report.md").read_text()
+    assert "dense" in text and "magnitude" in text
+    for figure in ("radar.png", "compression.png"):
+        assert (report / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
