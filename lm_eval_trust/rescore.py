@@ -1,0 +1,265 @@
+"""`lm-eval-trust rescore`: recompute trust scores from lm-eval sample logs, without a model.
+
+Every metric is recomputed from the raw responses (`resps`), not from the logged items: the
+dimension's batch scorer (`score_responses`, e.g. the toxicity classifier) runs again, then
+`score_item` per document and `aggregate` over the task, exactly as `TrustTask` does in a run. Use it
+after a scoring fix, or with `--metadata` to change a scoring option (toxicity scorer, classifier,
+scoring formula). When options change, the dimension's documents are rebuilt from the data with the
+new options (options such as `stereotype_classifier` are stored in each document) and checked to
+carry the same prompts as the logged ones; a change that alters the prompts needs a new run.
+
+Output: a results JSON and sample logs in lm-eval's layout (the same subfolders under `--output`),
+which `lm-eval-trust report` reads like any run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.task import TaskConfigError, interleave
+
+# Options that decide which documents exist or how many generations each got: not changeable here.
+RUN_OPTIONS = ("scenarios", "n_samples", "scenario_n_samples", "scenario_generation_kwargs", "seeds")
+SAMPLES_RE = re.compile(r"^samples_(.+)_([^_]+)\.jsonl$")
+GROUP = "trust"
+
+
+class RescoreError(ValueError):
+    """Bad input to rescore; the message names the file or option and the fix."""
+
+
+@dataclass
+class SamplesFile:
+    path: Path
+    task: str
+    results: Path
+    named: bool  # given on the command line (not found in a folder)
+
+
+def find_samples(paths: Sequence[Path]) -> list[SamplesFile]:
+    """Sample logs named or found under folders, each with the results JSON of its run beside it."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(path.rglob("samples_*.jsonl"))
+            if not files:
+                raise RescoreError(
+                    f"{path}: no samples_*.jsonl below this folder; evaluate with --log_samples"
+                )
+            found += [_pair_with_results(f, named=False) for f in files]
+        elif path.is_file():
+            found.append(_pair_with_results(path, named=True))
+        else:
+            raise RescoreError(f"{path}: no such file or folder")
+    return found
+
+
+def _pair_with_results(path: Path, named: bool) -> SamplesFile:
+    """`samples_<task>_<date>.jsonl` belongs to `results_<date>.json` in the same folder."""
+    if not SAMPLES_RE.match(path.name):
+        raise RescoreError(f"{path}: not an lm-eval sample log (samples_<task>_<date>.jsonl)")
+    for results in sorted(path.parent.glob("results_*.json")):
+        date = results.name[len("results_") : -len(".json")]
+        suffix = f"_{date}.jsonl"
+        if path.name.endswith(suffix):
+            return SamplesFile(path, path.name[len("samples_") : -len(suffix)], results, named)
+    raise RescoreError(
+        f"{path}: no results_<date>.json of the same run beside it; rescore needs that file (task "
+        "configs and options), so keep it with its sample logs"
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, json.JSONDecodeError) as err:
+        raise RescoreError(f"{path}: unreadable sample log ({err})") from err
+
+
+def dimension_of(config: dict, samples: SamplesFile):
+    """The task's dimension module, or an error saying the task is not a trust task."""
+    module = (config.get("metadata") or {}).get("dimension")
+    if not module:
+        raise RescoreError(
+            f"{samples.path}: {samples.task} is not a trust task (its config in {samples.results.name} has "
+            "no metadata.dimension); rescore recomputes trust tasks only"
+        )
+    return importlib.import_module(module)
+
+
+def rebuilt_docs(module, options: dict, logged: list[dict], task: str) -> tuple[list[dict], dict]:
+    """The logged documents as the new options build them, and what `load` records.
+
+    Documents are matched by `doc_index` (the interleaved order of the run's scenarios); a rebuilt
+    document whose prompt differs from the logged one means the options change the prompts.
+    """
+    try:
+        loaded = module.load(DataRoot(options.get("data_dir")), options)
+    except (DataError, TaskConfigError) as err:
+        raise RescoreError(f"{task}: rebuilding documents with the new options failed: {err}") from err
+    docs = interleave(loaded.docs, options.get("scenarios_run") or loaded.default_scenarios)
+    redact = getattr(module, "redact", None) if options.get("redact_pii") else None
+    out = []
+    for doc in logged:
+        index = doc.get("doc_index")
+        if not isinstance(index, int) or index >= len(docs):
+            raise RescoreError(f"{task}: logged doc_index {index!r} is not among the rebuilt documents")
+        new = {**docs[index], "messages": json.dumps(docs[index]["messages"]), "doc_index": index}
+        if redact:
+            new = {k: redact(v) if isinstance(v, str) else v for k, v in new.items()}
+        if new["messages"] != doc.get("messages") or new.get("scenario") != doc.get("scenario"):
+            raise RescoreError(
+                f"{task}: with the new --metadata, document {index} has a different prompt than the one the "
+                "model answered; these options need a new evaluation run, not a rescore"
+            )
+        out.append(new)
+    return out, {k: v for k, v in loaded.info.items() if k != "warnings"}
+
+
+def rescore_task(module, samples: list[dict], metadata: dict, overrides: dict, task: str):
+    """New metrics, sample log lines and task metadata for one trust task."""
+    options = {**metadata, **overrides}
+    docs = [s["doc"] for s in samples]
+    info: dict = {}
+    if overrides:
+        docs, info = rebuilt_docs(module, options, docs, task)
+    resps = [list(s["resps"][0]) if s.get("resps") else [] for s in samples]
+    scorer = getattr(module, "score_responses", None)
+    filtered = scorer(resps, docs, options) if scorer else resps
+    items = [module.score_item(doc, gens) for doc, gens in zip(docs, filtered, strict=True)]
+    scenarios = options.get("scenarios_run") or sorted({i["scenario"] for i in items})
+    metrics = dict(module.aggregate(items, scenarios))
+    new_meta = {**options, **info}
+    if "details" in metrics:
+        new_meta["details"] = metrics.pop("details")
+    if hasattr(module, "metric_names"):
+        names = list(module.metric_names(scenarios))
+    else:
+        names = ["score", "refusal_rate", *(f"score_{s}" for s in scenarios)]
+    lines = []
+    for sample, doc, gens, item in zip(samples, docs, filtered, items, strict=True):
+        line = {k: v for k, v in sample.items() if k not in (sample.get("metrics") or [])}
+        line.update({"doc": doc, "filtered_resps": [gens], "metrics": names, **{n: item for n in names}})
+        lines.append(line)
+    return {n: metrics.get(n) for n in names}, lines, new_meta
+
+
+def task_results(old: dict, metrics: dict, n_docs: int) -> dict:
+    """lm-eval's per-task results layout: `<metric>,none` with `<metric>_stderr,none` beside it."""
+    out = {k: old[k] for k in ("name", "alias") if k in old}
+    out["sample_len"] = n_docs
+    for name, value in metrics.items():
+        out[f"{name},none"] = value
+        out[f"{name}_stderr,none"] = "N/A"
+    return out
+
+
+def update_group(data: dict) -> None:
+    """The `trust` group: the mean of its members' scores and partial flags (as lm-eval aggregates it)."""
+    members = (data.get("group_subtasks") or {}).get(GROUP)
+    if GROUP not in data["results"] or not members:
+        return
+    for metric in ("score", "partial"):
+        values = [data["results"].get(m, {}).get(f"{metric},none") for m in members]
+        ok = all(isinstance(v, int | float) for v in values)
+        data["results"][GROUP][f"{metric},none"] = sum(values) / len(values) if ok else None
+
+
+def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None) -> list[Path]:
+    """Rescore every trust sample log under `paths` into `out_dir`; returns the new results files."""
+    overrides = dict(overrides or {})
+    fixed = sorted(k for k in overrides if k in RUN_OPTIONS)
+    if fixed:
+        raise RescoreError(
+            f"--metadata {fixed} change which documents or generations exist; run the evaluation again instead"
+        )
+    by_run: dict[Path, list[SamplesFile]] = {}
+    for samples in find_samples(paths):
+        by_run.setdefault(samples.results, []).append(samples)
+    root = Path(os.path.commonpath([p.parent.resolve() for p in by_run]))
+    date = datetime.now().isoformat().replace(":", "-")
+    written = []
+    for results_path, files in by_run.items():
+        try:
+            data = json.loads(results_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise RescoreError(f"{results_path}: not readable as JSON ({err})") from err
+        target = out_dir / results_path.parent.resolve().relative_to(root)
+        target.mkdir(parents=True, exist_ok=True)
+        new = copy.deepcopy(data)
+        for samples in files:
+            config = (data.get("configs") or {}).get(samples.task)
+            if config is None:
+                raise RescoreError(f"{samples.path}: task {samples.task} is not in {results_path}")
+            lines = read_jsonl(samples.path)
+            if not (config.get("metadata") or {}).get("dimension") and not samples.named:
+                print(f"rescore: {samples.path.name}: not a trust task, copied unchanged", file=sys.stderr)
+            else:
+                module = dimension_of(config, samples)
+                metrics, lines, metadata = rescore_task(
+                    module, lines, config["metadata"], overrides, samples.task
+                )
+                metadata["rescored"] = {"from": str(samples.path), "changed_options": overrides}
+                new["configs"][samples.task]["metadata"] = metadata
+                new["results"][samples.task] = task_results(
+                    data["results"].get(samples.task, {}), metrics, len(lines)
+                )
+            out = target / f"samples_{samples.task}_{date}.jsonl"
+            with open(out, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(line, default=str) + "\n" for line in lines)
+        update_group(new)
+        new["date"] = time.time()
+        path = target / f"results_{date}.json"
+        path.write_text(json.dumps(new, indent=2, default=str), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def rescore_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lm-eval-trust rescore",
+        description="Recompute every metric and score of trust tasks from lm-eval sample logs "
+        "(--log_samples), without a model; writes a results JSON and sample logs the report reads.",
+    )
+    parser.add_argument(
+        "samples", nargs="+", type=Path, help="samples_<task>_<date>.jsonl files, or folders holding them"
+    )
+    parser.add_argument("--output", "-o", type=Path, required=True, help="folder for the new results")
+    parser.add_argument(
+        "--metadata",
+        default="{}",
+        help='scoring options to change, as JSON, e.g. \'{"toxicity_scorer": "detoxify"}\' or '
+        '\'{"stereotype_classifier": "upstream"}\' (needs the data root, as a run does)',
+    )
+    args = parser.parse_args(argv)
+    try:
+        overrides = json.loads(args.metadata)
+    except json.JSONDecodeError as err:
+        print(f"lm-eval-trust rescore: error: --metadata is not valid JSON ({err})", file=sys.stderr)
+        return 2
+    if not isinstance(overrides, dict):
+        print("lm-eval-trust rescore: error: --metadata must be a JSON object", file=sys.stderr)
+        return 2
+    from lm_eval_trust.scoring.toxicity import ScorerError
+
+    try:
+        written = rescore(args.samples, args.output, overrides)
+    except (RescoreError, ScorerError, DataError) as err:
+        print(f"lm-eval-trust rescore: error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0

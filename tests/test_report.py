@@ -1,0 +1,182 @@
+"""`lm-eval-trust report` on hand-made results: missing dimension, partial score, non-trust task."""
+
+import csv
+import json
+import math
+
+import pytest
+from report_fixtures import (
+    advglue_config,
+    advglue_docs,
+    advglue_samples,
+    compression,
+    trust_results,
+    write_run,
+)
+
+from lm_eval_trust.report import (
+    DIMENSIONS,
+    LEADERBOARD_COLUMNS,
+    ReportError,
+    _scores,
+    load_runs,
+    report_main,
+    write_report,
+)
+
+OTHER = [d for d in DIMENSIONS if d not in ("advglue", "toxicity", "stereotype")]
+DOCS = advglue_docs(20)
+RIGHT = ["positive" if d["glue_task"] == "sst2" else "yes" for d in DOCS]
+SST2_WRONG = ["negative" if d["glue_task"] == "sst2" else "yes" for d in DOCS]
+MINI = [{"doc_id": i, "doc_hash": f"m{i}", "acc": float(i % 3 != 0)} for i in range(30)]
+
+
+def run_results(advglue_score, stereotype=True, **others) -> tuple[dict, dict]:
+    results = {
+        "trust_advglue": trust_results("trust_advglue", advglue_score),
+        "trust_toxicity": trust_results("trust_toxicity", 70.0, partial=1.0, refusal=2.5),
+        **{f"trust_{d}": trust_results(f"trust_{d}", 60.0) for d in OTHER},
+        "mini": {"alias": "mini", "acc,none": 0.2, "acc_stderr,none": 0.01},
+        **others,
+    }
+    configs = {
+        "trust_advglue": advglue_config(),
+        "trust_toxicity": {
+            "metadata": {
+                "missing_components": ["gpt4_prompts"],
+                "toxicity_scorer_used": {"name": "offline", "version": "v1"},
+                "data_source": "decodingtrust_toxicity",
+            }
+        },
+        "mini": {"task": "mini"},
+    }
+    if stereotype:
+        results["trust_stereotype"] = trust_results("trust_stereotype", 90.0)
+    return results, configs
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    root = tmp_path / "sweep"
+    results, configs = run_results(100.0)
+    write_run(
+        root / "dense",
+        "tiny",
+        None,
+        results,
+        configs,
+        {"trust_advglue": advglue_samples(DOCS, RIGHT), "mini": MINI},
+    )
+    results, configs = run_results(50.0)
+    write_run(
+        root / "gptq4",
+        "tiny",
+        compression("gptq", bits=4, group_size=64),
+        results,
+        configs,
+        {"trust_advglue": advglue_samples(DOCS, SST2_WRONG), "mini": MINI},
+    )
+    results, configs = run_results(75.0, stereotype=False)
+    write_run(root / "wanda", "tiny", compression("wanda", sparsity=0.5, structure="2:4"), results, configs)
+    return root
+
+
+def test_report_tables_intervals_notes_and_figures(runs_dir, tmp_path):
+    out = tmp_path / "report"
+    path = write_report([runs_dir], out, bootstrap_iters=200)
+    assert path == out / "report.md"
+    for png in ("radar.png", "compression.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((out / "report.json").read_text())
+    rows = {r["compression"]: r for r in data["rows"]}
+    assert list(rows) == ["dense", "gptq 4-bit g64", "wanda 2:4 50%"] and data["baseline"] == "dense"
+    gptq = rows["gptq 4-bit g64"]["cells"]
+    # sst2 all wrong, qqp all right in every replicate: the interval is exactly the change.
+    assert gptq["advglue"]["change"] == -50.0 and gptq["advglue"]["ci"] == [-50.0, -50.0]
+    assert gptq["advglue"]["significant"] and gptq["advglue"]["paired_documents"] == 40
+    assert gptq["mini"]["score"] == pytest.approx(20.0) and gptq["mini"]["ci"] == [0.0, 0.0]
+    assert not gptq["mini"]["significant"]
+    assert gptq["ethics"]["ci"] is None and gptq["ethics"]["ci_note"] == "no sample logs"
+    assert gptq["mean"]["change"] == pytest.approx(-50 / 8) and gptq["mean"]["ci"] is None
+    wanda = rows["wanda 2:4 50%"]["cells"]
+    assert wanda["stereotype"]["score"] is None and "change" not in wanda["stereotype"]
+    assert wanda["mean"]["score"] is None and wanda["mean"]["n_dimensions"] == 7
+    assert wanda["mean"]["overall_available"] == pytest.approx((75 + 70 + 60 * 5) / 7)
+    assert wanda["advglue"]["ci_note"] == "no sample logs"
+    md = path.read_text()
+    assert "**-50.0** [-50.0, -50.0] \\*" in md
+    assert "70.0 (2.5) ᵖ" in md and "mini acc (x100)" in md
+    assert "-6.2 (a dimension has no interval)" in md
+    assert "| tiny | wanda 2:4 50% | 70.0 (2.5) ᵖ | – |" in md
+    assert "Toxicity: partial score (missing: gpt4_prompts); not comparable to a full one (all models)." in md
+    assert (
+        "Toxicity scored by offline v1 (all models)" in md
+        and "advglue_dev_fallback (not comparable to the paper)" in md
+    )
+    assert "![radar.png](radar.png)" in md
+
+
+def test_missing_dimensions_are_not_drawn_as_zero(runs_dir, tmp_path):
+    write_report([runs_dir], tmp_path / "r", bootstrap_iters=10)
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    wanda = _scores(rows[2])
+    assert math.isnan(wanda[DIMENSIONS.index("stereotype")])
+    assert not any(math.isnan(v) for v in _scores(rows[0]))
+
+
+def test_leaderboard_columns(runs_dir, tmp_path):
+    write_report([runs_dir], tmp_path / "lb", formats=["leaderboard"], bootstrap_iters=10)
+    with open(tmp_path / "lb" / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = ["Model", *LEADERBOARD_COLUMNS.values(), "Average", "Compression"]
+    assert list(rows[0]) == expected
+    assert list(LEADERBOARD_COLUMNS.values())[:3] == ["Toxicity", "Stereotype Bias", "Adversarial Robustness"]
+    assert [r["Model"] for r in rows] == ["tiny", "tiny@gptq_4bit_64g", "tiny@wanda_0.5_2to4"]
+    assert rows[0]["Adversarial Robustness"] == "100.0" and rows[2]["Stereotype Bias"] == ""
+    assert rows[2]["Average"] == "" and float(rows[0]["Average"]) == pytest.approx(
+        (100 + 70 + 90 + 60 * 5) / 8
+    )
+    records = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert list(records[0]) == expected and records[2]["Average"] is None
+
+
+def test_baseline_must_be_unique_or_named(tmp_path):
+    results, configs = run_results(100.0)
+    write_run(tmp_path / "a", "one", None, results, configs)
+    write_run(tmp_path / "b", "two", None, results, configs)
+    with pytest.raises(ReportError, match="several dense runs"):
+        write_report([tmp_path], tmp_path / "out")
+    assert write_report([tmp_path], tmp_path / "out", baseline="two").is_file()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["baseline"] == "two (dense)"
+    with pytest.raises(ReportError, match="matches no run"):
+        write_report([tmp_path], tmp_path / "out", baseline="three")
+    only = tmp_path / "pruned"
+    write_run(only, "one", compression("magnitude", sparsity=0.5, structure="unstructured"), results, configs)
+    with pytest.raises(ReportError, match="no dense baseline"):
+        write_report([only], tmp_path / "out")
+
+
+def test_measured_sparsity_is_not_dense(tmp_path):
+    results, configs = run_results(100.0)
+    write_run(tmp_path / "x", "m", None, results, configs, sparsity=0.5)
+    (run,) = load_runs([tmp_path])
+    assert not run.is_dense and run.compression_name == "pruned 50% measured"
+
+
+def test_results_of_one_model_merge_by_task_newest_wins(tmp_path):
+    results, configs = run_results(40.0)
+    write_run(tmp_path, "m", None, results, configs, fingerprint="f", date="2026-01-01T00-00-00.0")
+    newer = {"trust_advglue": trust_results("trust_advglue", 80.0)}
+    write_run(tmp_path / "rerun", "m", None, newer, configs, fingerprint="f", date="2026-01-02T00-00-00.0")
+    (run,) = load_runs([tmp_path])
+    assert run.tasks["trust_advglue"].metric("score") == 80.0
+    assert run.tasks["trust_ethics"].metric("score") == 60.0
+
+
+def test_cli_errors_name_the_path(tmp_path, capsys):
+    assert report_main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")]) == 2
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    bad = tmp_path / "results_x.json"
+    bad.write_text("[]")
+    assert report_main([str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "not an lm-eval results file" in capsys.readouterr().err
