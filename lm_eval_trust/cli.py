@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import sys
 from collections import Counter
@@ -208,7 +209,21 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust data {fetch,verify} ...    get or check DecodingTrust's data (see `data -h`)
   lm-eval-trust scorer-agreement ...       measure a toxicity scorer against Perspective's labels
   lm-eval-trust compress --model_args ...  make a compressed checkpoint (gptq, awq, magnitude, sparsegpt, wanda)
+  lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
+  lm-eval-trust report RESULTS...          compare results against the dense baseline (tables, figures, CIs)
+  lm-eval-trust rescore SAMPLES...         recompute trust scores from sample logs, without a model
 """
+
+
+# Subcommands of ours (the rest is lm-eval's CLI): name -> "module:function(argv) -> exit code".
+SUBCOMMANDS = {
+    "data": "lm_eval_trust.cli:data_main",
+    "compress": "lm_eval_trust.cli:compress_main",
+    "scorer-agreement": "lm_eval_trust.cli:scorer_agreement_main",
+    "sweep": "lm_eval_trust.sweep:sweep_main",
+    "report": "lm_eval_trust.report:report_main",
+    "rescore": "lm_eval_trust.rescore:rescore_main",
+}
 
 
 def main() -> None:
@@ -218,12 +233,9 @@ def main() -> None:
     if argv[:1] == ["tasks-dir"]:
         print(TASKS_DIR)
         return
-    if argv[:1] == ["data"]:
-        sys.exit(data_main(argv[1:]))
-    if argv[:1] == ["compress"]:
-        sys.exit(compress_main(argv[1:]))
-    if argv[:1] == ["scorer-agreement"]:
-        sys.exit(scorer_agreement_main(argv[1:]))
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _, function = SUBCOMMANDS[argv[0]].partition(":")
+        sys.exit(getattr(importlib.import_module(module), function)(argv[1:]))
     lm_eval_main()
 
 

@@ -322,11 +322,19 @@ def sweep_main(argv: list[str]) -> int:
 
     baseline = next((f for f, s in zip(folders, settings, strict=True) if s.is_dense), None)
     report_dir = Path(args.report_dir) if args.report_dir else output / "report"
-    path = report.write_report(
-        folders,
-        report_dir,
-        baseline=str(baseline) if baseline else None,
-        bootstrap_iters=args.bootstrap_iters,
-    )
+    try:
+        path = report.write_report(
+            folders,
+            report_dir,
+            baseline=str(baseline) if baseline else None,
+            bootstrap_iters=args.bootstrap_iters,
+        )
+    except report.ReportError as err:
+        print(
+            f"lm-eval-trust sweep: error: the evaluations are done, the report failed: {err}\n"
+            f"Fix it and write the report with `lm-eval-trust report {output} -o {report_dir}`",
+            file=sys.stderr,
+        )
+        return 1
     print(f"sweep: report written to {path}")
     return 0
