@@ -181,11 +181,24 @@ def lm_eval_main() -> None:
     from lm_eval_trust.model_adapters.compress import CompressionError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
     from lm_eval_trust.scoring.toxicity import ScorerError
+    from lm_eval_trust.secrets import Redactor, env_secrets, secret_values
     from lm_eval_trust.task import TaskConfigError
 
+    redactor = Redactor(env_secrets())
+    redactor.install()
     setup_logging()
     cli = HarnessCLI()
     args = cli.parse_args()
+    for options in (getattr(args, "model_args", None), getattr(args, "metadata", None)):
+        redactor.add(secret_values(options if isinstance(options, dict) else {}))
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit <= 0:
+        print(
+            f"lm-eval-trust: error: --limit {limit:g} selects no documents; give a count (e.g. --limit 8), "
+            "a fraction below 1 (e.g. --limit 0.1), or drop --limit to run everything",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if hasattr(args, "include_path"):
         extra = args.include_path
         args.include_path = [str(TASKS_DIR)] + ([extra] if extra else [])

@@ -102,6 +102,18 @@ def git_blob_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
+_sha1_memo: dict[tuple[str, int, int], str] = {}
+
+
+def checked_blob_sha1(path: Path) -> str:
+    """`git_blob_sha1`, memoized per process by (path, size, mtime), as runs check every file they read."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha1_memo:
+        _sha1_memo[key] = git_blob_sha1(path)
+    return _sha1_memo[key]
+
+
 def cache_root() -> Path:
     base = os.environ.get("TRUST_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lm_eval_trust"
@@ -234,9 +246,20 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
 
 
 class DataRoot:
-    """Finds data files for one run, following the resolution order in the module docstring."""
+    """Finds data files for one run, following the resolution order in the module docstring.
 
-    def __init__(self, data_dir: str | os.PathLike | None = None, cache: Path | None = None):
+    With `check_manifest` (evaluation runs), every file found is checked against the manifest: a
+    truncated or edited file would otherwise give a wrong number (a JSONL file cut at a line end
+    still parses). A damaged copy in the user cache is fetched again; one in an explicit root is an
+    error naming the fetch command.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        cache: Path | None = None,
+        check_manifest: bool = False,
+    ):
         explicit, origin = None, None
         if data_dir:
             explicit, origin = Path(data_dir).expanduser(), "--metadata data_dir"
@@ -251,6 +274,7 @@ class DataRoot:
         self.explicit = explicit.resolve() if explicit else None
         self.origin = origin or "user cache"
         self.cache = cache or default_data_cache()
+        self.check_manifest = check_manifest
         self._manifest = load_manifest()
 
     @property
@@ -271,7 +295,7 @@ class DataRoot:
         """The file's path, downloading it into the cache when no explicit root is set."""
         found = self.find(relpath)
         if found:
-            return found
+            return self._checked(found, relpath)
         why = ""
         if self.explicit is None and relpath in self._manifest:
             log.info("%s is not in %s; fetching it", relpath, self.cache)
@@ -286,11 +310,36 @@ class DataRoot:
         )
 
     def try_get(self, relpath: str) -> tuple[Path | None, str | None]:
-        """Like `get`, but returns the reason instead of raising, for documented fallbacks."""
+        """Like `get`, but returns the reason instead of raising, for documented fallbacks.
+
+        Only a missing file falls back; a damaged one is an error.
+        """
+        found = self.find(relpath)
+        if found:
+            return self._checked(found, relpath), None
         try:
             return self.get(relpath), None
         except DataError as err:
             return None, str(err)
+
+    def _checked(self, path: Path, relpath: str) -> Path:
+        entry = self._manifest.get(relpath)
+        if not self.check_manifest or entry is None:
+            return path
+        got = checked_blob_sha1(path)
+        if got == entry.git_blob_sha1:
+            return path
+        root = path.parents[len(Path(relpath).parts) - 1]
+        if self.explicit is None and root == self.cache:
+            log.warning("%s does not match the manifest (damaged download?); fetching it again", path)
+            report = fetch(self.cache, paths=[relpath])
+            if relpath in report.fetched:
+                return path
+        raise DataError(
+            f"data file {path} does not match the manifest (git blob sha1 {got}, expected "
+            f"{entry.git_blob_sha1}): it is truncated or was changed. Re-fetch it with "
+            f"`lm-eval-trust data fetch --data-dir {root} --force --path {relpath}`"
+        )
 
     def describe(self) -> dict:
         return {"data_root": str(self.explicit or self.cache), "data_root_origin": self.origin}

@@ -41,6 +41,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from lm_eval_trust import chat
 from lm_eval_trust.data import DataRoot
+from lm_eval_trust.secrets import scrub_options
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[
         return list(loaded.default_scenarios)
     if isinstance(requested, str):
         requested = [requested]
+    if not isinstance(requested, list) or not all(isinstance(s, str) for s in requested):
+        raise TaskConfigError(
+            f"{task}: --metadata scenarios must be a list of scenario names, got {requested!r}"
+        )
     mine = [s for s in requested if s.startswith(prefix)]
     if not mine:
         return list(loaded.default_scenarios)
@@ -88,13 +93,22 @@ def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[
 
 
 class ScoreResponses(Filter):
-    """lm-eval filter step that hands every response of the task to the dimension's batch scorer."""
+    """lm-eval filter step that hands every response of the task to the dimension's batch scorer.
 
-    def __init__(self, score: Callable | None = None, options: dict | None = None):
+    It also counts empty generations into `counts`, since several scores reward saying nothing.
+    """
+
+    def __init__(
+        self, score: Callable | None = None, options: dict | None = None, counts: dict | None = None
+    ):
         self.score, self.options = score, options or {}
+        self.counts = counts if counts is not None else {}
 
     def apply(self, resps, docs):
         resps = [list(r) for r in resps]
+        flat = [g for r in resps for g in r]
+        self.counts["generations"] = len(flat)
+        self.counts["empty"] = sum(1 for g in flat if isinstance(g, str) and not g.strip())
         return self.score(resps, docs, self.options) if self.score else resps
 
 
@@ -105,7 +119,13 @@ class TrustTask(ConfigurableTask):
         super().__init__(config=cfg, **kwargs)
         # lm-eval's default filter keeps only the first of `repeats` samples; keep them all (and
         # let a batch scorer see them all at once). The pipeline keeps lm-eval's name `none`.
-        scorer = partial(ScoreResponses, getattr(self.dimension, "score_responses", None), self.options)
+        self.generation_counts: dict[str, int] = {}
+        scorer = partial(
+            ScoreResponses,
+            getattr(self.dimension, "score_responses", None),
+            self.options,
+            self.generation_counts,
+        )
         self._filters = [FilterEnsemble(name="none", filters=[scorer])]
         self._aggregated: tuple[tuple, dict] | None = None
 
@@ -118,7 +138,13 @@ class TrustTask(ConfigurableTask):
         if "dimension" not in options:
             raise TaskConfigError(f"{self.config.task}: its YAML must set metadata.dimension")
         self.dimension = importlib.import_module(options["dimension"])
-        data = DataRoot(options.get("data_dir"))
+        for key in ("scenario_generation_kwargs", "scenario_n_samples"):
+            if not isinstance(options.get(key) or {}, dict):
+                raise TaskConfigError(
+                    f"{self.config.task}: --metadata {key} must map scenario names or patterns to "
+                    f"values, got {options[key]!r}"
+                )
+        data = DataRoot(options.get("data_dir"), check_manifest=True)
         loaded: Loaded = self.dimension.load(data, options)
         self.scenarios = select_scenarios(
             options.get("scenarios"), loaded, self.dimension.SCENARIO_PREFIX, self.config.task
@@ -133,13 +159,11 @@ class TrustTask(ConfigurableTask):
             )
         for warning in loaded.info.get("warnings", []):
             log.warning("%s: %s", self.config.task, warning)
-        # Recorded in the results JSON under configs.<task>.metadata.
-        self.config.metadata = {
-            **options,
-            **data.describe(),
-            **loaded.info,
-            "scenarios_run": self.scenarios,
-        }
+        # Recorded in the results JSON under configs.<task>.metadata; lm-eval merges --model_args
+        # into it, so secret-named options (an API key, an HF token) are dropped once read.
+        self.config.metadata = scrub_options(
+            {**options, **data.describe(), **loaded.info, "scenarios_run": self.scenarios}
+        )
         sampled = {
             s: self.n_samples_for(s) for s in self.scenarios if self.generation_kwargs_for(s).get("do_sample")
         }
@@ -182,7 +206,16 @@ class TrustTask(ConfigurableTask):
         """
         messages = json.loads(doc["messages"])
         template = chat_template if apply_chat_template else None
-        return chat.render(messages, template, system_instruction)
+        try:
+            return chat.render(messages, template, system_instruction)
+        except ValueError as err:
+            if "chat_template is not set" not in str(err):
+                raise
+            raise TaskConfigError(
+                f"{self.config.task}: --apply_chat_template was given but the model's tokenizer has no "
+                "chat template; drop --apply_chat_template (prompts are then the plain transcript in the "
+                "README) or use a checkpoint whose tokenizer defines one"
+            ) from err
 
     def generation_kwargs_for(self, scenario: str) -> dict:
         """Task-wide settings, then every `scenario_generation_kwargs` pattern matching the scenario."""
@@ -205,7 +238,8 @@ class TrustTask(ConfigurableTask):
                     n = value
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise TaskConfigError(
-                f"{self.config.task}: samples per prompt must be a positive integer, got {n!r}"
+                f"{self.config.task}: samples per prompt (--metadata n_samples, or the YAML's "
+                f"scenario_n_samples) must be a positive integer, got {n!r}"
             )
         return n
 
@@ -270,8 +304,25 @@ class TrustTask(ConfigurableTask):
             result = dict(self.dimension.aggregate(items, self.scenarios))
             if "details" in result:
                 self.config.metadata["details"] = result.pop("details")
+            self._record_empty_generations()
             self._aggregated = (key, result)
         return self._aggregated[1]
+
+    def _record_empty_generations(self) -> None:
+        """An empty answer scores as no leak, no toxicity, no agreement: say when most are empty."""
+        counts = self.generation_counts
+        if not counts.get("generations"):
+            return
+        self.config.metadata["empty_generations"] = dict(counts)
+        if counts["empty"] * 2 > counts["generations"]:
+            log.warning(
+                "%s: %d of %d generations are empty, so its score measures silence (an empty answer "
+                "leaks nothing and is not toxic); check the model's chat template, stop sequences "
+                "and max_gen_toks",
+                self.config.task,
+                counts["empty"],
+                counts["generations"],
+            )
 
     def _metric(self, name: str, items: list):
         return self.aggregate(items)[name]

@@ -25,6 +25,7 @@ import torch
 from filelock import FileLock
 
 from lm_eval_trust.data import cache_root
+from lm_eval_trust.model_adapters.embedded import ModelResolutionError, check_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ SPEC_KEYS = (
     "calib_template",
 )
 LIBRARIES = ("torch", "transformers", "llmcompressor", "compressed-tensors", "lm-eval-trust")
+INT_KEYS = ("bits", "group_size", "calib_samples", "calib_seqlen", "calib_seed")
+# Keys that only mean something for one kind of method; given for the other, they would be ignored.
+KIND_KEYS = {"quantize": ("bits", "group_size"), "prune": ("sparsity", "structure")}
+KIND_NAMES = {"quantize": "quantization (gptq, awq)", "prune": "pruning (magnitude, sparsegpt, wanda)"}
 
 
 class CompressionError(ValueError):
@@ -70,9 +75,18 @@ class CompressionSpec:
     @classmethod
     def pop_from(cls, kwargs: dict) -> CompressionSpec:
         """Take the compression keys out of `--model_args` (the rest goes to lm-eval's HF model)."""
-        values = {k: kwargs.pop(k) for k in SPEC_KEYS if k in kwargs}
-        spec = cls(**{k: (str(v) if k in ("structure", "calib_dataset") else v) for k, v in values.items()})
+        values = {k: _typed(k, kwargs.pop(k)) for k in SPEC_KEYS if k in kwargs}
+        spec = cls(**values)
         spec.validate()
+        kind = spec.kind
+        for other, keys in KIND_KEYS.items():
+            misplaced = [k for k in keys if k in values and other != kind]
+            if misplaced:
+                given = ",".join(f"{k}={values[k]}" for k in misplaced)
+                raise CompressionError(
+                    f"{given} applies to {KIND_NAMES[other]}, not to compress={spec.compress}; drop it or "
+                    "choose such a method"
+                )
         return spec
 
     @property
@@ -105,6 +119,25 @@ class CompressionSpec:
     def calibration(self) -> tuple[str, str]:
         dataset, template = DEFAULT_CALIBRATION[self.kind]
         return self.calib_dataset or dataset, self.calib_template or template
+
+
+def _typed(key: str, value):
+    """`--model_args` values as the spec's types; a wrong type is an error naming the key."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if key in INT_KEYS:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if key == "sparsity":
+            return float(value)
+    except (TypeError, ValueError):
+        kind = "an integer" if key in INT_KEYS else "a number"
+        raise CompressionError(f"{key}={value!r} must be {kind}") from None
+    return str(value)
 
 
 def target_linears(model) -> dict[str, torch.nn.Linear]:
@@ -153,22 +186,38 @@ def magnitude_prune(model, sparsity: float, structure: str) -> None:
             module.weight.mul_(magnitude_masks(module.weight, sparsity, structure))
 
 
+def _json_records(path: Path) -> list:
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            records = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise CompressionError(f"calib_dataset={path} is not valid JSON ({err})") from err
+        if not isinstance(records, list):
+            raise CompressionError(f"calib_dataset={path} must hold a JSON list of texts or records")
+        return records
+    records = []
+    for lineno, line in enumerate(raw.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise CompressionError(f"calib_dataset={path}:{lineno} is not valid JSON ({err})") from err
+    return records
+
+
 def _texts_from_file(path: Path) -> list[str | dict]:
     if path.suffix == ".txt":
         return [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    raw = path.read_text(encoding="utf-8")
-    records = (
-        json.loads(raw) if path.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
-    )
     texts = []
-    for record in records:
+    for record in _json_records(path):
         if isinstance(record, str):
             texts.append(record)
-        elif "text" in record:
+        elif isinstance(record, dict) and isinstance(record.get("text"), str):
             texts.append(record["text"])
-        elif "instruction" in record:
+        elif isinstance(record, dict) and "instruction" in record:
             texts.append(_alpaca_pair(record))
-    return texts
+    return [t for t in texts if not isinstance(t, str) or t.strip()]
 
 
 def _alpaca_pair(record: dict) -> dict:
@@ -203,7 +252,15 @@ def calibration_texts(spec: CompressionSpec, model, tokenizer) -> list[str | dic
                 "dense model generates)"
             ) from err
     if not texts:
-        raise CompressionError(f"calib_dataset={dataset}: no usable text in it")
+        raise CompressionError(
+            f"calib_dataset={dataset}: no usable text in it (a .txt file of paragraphs separated by blank "
+            'lines, or .jsonl/.json records with "text" or "instruction"/"output")'
+        )
+    if len(texts) < spec.calib_samples:
+        raise CompressionError(
+            f"calib_dataset={dataset} holds {len(texts)} text(s), fewer than calib_samples={spec.calib_samples}; "
+            f"give more text or set calib_samples={len(texts)} (the paper used 128)"
+        )
     return texts
 
 
@@ -365,6 +422,17 @@ def _dtype_bits(dtype: str) -> int:
     )
 
 
+def _complete(target: Path) -> bool:
+    """A cache entry is usable when its marker (written last) is there and its weights are whole."""
+    if not (target / "compression.json").is_file():
+        return False
+    try:
+        check_checkpoint(target)
+    except ModelResolutionError:
+        return False
+    return True
+
+
 def compressed_checkpoint(base: str, weights_sha256: str, spec: CompressionSpec, save_dir: str | None = None):
     """The cached compressed checkpoint for `base` (made now if missing) and its measured metadata."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -389,7 +457,12 @@ def compressed_checkpoint(base: str, weights_sha256: str, spec: CompressionSpec,
     target = cache_root() / "compressed" / key
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if not (target / "compression.json").is_file():
+        if not _complete(target):
+            # Under the lock, leftovers are from runs killed part way.
+            for stale in target.parent.glob(f".{key}.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            if target.exists():
+                log.warning("The cached checkpoint %s is incomplete or damaged; compressing again", target)
             log.info("Compressing %s with %s (cache %s)", base, spec.compress, target)
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}."))
             try:

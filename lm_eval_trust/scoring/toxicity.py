@@ -33,7 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from lm_eval_trust.data import DataError, DataRoot, cache_root, load_manifest
+from lm_eval_trust.data import DataError, DataRoot, cache_root, load_manifest, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,13 @@ class ScorerError(RuntimeError):
     """A scorer cannot be set up (missing key, checkpoint or package); the message says what to do."""
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def rtp_records(data: DataRoot) -> list[dict]:
     """RealToxicityPrompts rows (toxic, then non-toxic), in file order."""
-    return [r for name in RTP_FILES for r in _read_jsonl(data.get(TOXICITY_DIR + name))]
+    return [
+        r
+        for name in RTP_FILES
+        for r in read_jsonl(data.get(TOXICITY_DIR + name), required=("prompt", "continuation"))
+    ]
 
 
 def labelled_texts(records: Sequence[dict]) -> tuple[list[str], list[float]]:
@@ -102,15 +101,30 @@ class OfflineScorer:
         path = cache_root() / "scorers" / f"offline-{digest}.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
-            if path.is_file():
-                with open(path, "rb") as f:
-                    self.vectorizer, self.model = pickle.load(f)
-            else:
-                self.vectorizer, self.model = self._fit(data)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+            fitted = self._read_cached(path)
+            if fitted is None:
+                # Left by a run killed while writing; the lock means no one is writing now.
+                for stale in path.parent.glob(f".{path.name}.*.part"):
+                    stale.unlink(missing_ok=True)
+                fitted = self._fit(data)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
                 with os.fdopen(fd, "wb") as f:
-                    pickle.dump((self.vectorizer, self.model), f)
+                    pickle.dump(fitted, f)
                 os.replace(tmp, path)
+            self.vectorizer, self.model = fitted
+
+    @staticmethod
+    def _read_cached(path: Path):
+        """The cached fit, or None when absent or unreadable (a damaged file is fitted again)."""
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as f:
+                vectorizer, model = pickle.load(f)
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as err:
+            log.warning("Cached toxicity scorer %s is unreadable (%s); fitting it again", path, err)
+            return None
+        return vectorizer, model
 
     @classmethod
     def _features(cls, vectorizer, texts: list[str]):
@@ -129,7 +143,7 @@ class OfflineScorer:
         fit_records, _ = split_records(rtp_records(data))
         texts, labels = labelled_texts(fit_records)
         for name in GPT_FILES:
-            for record in _read_jsonl(data.get(TOXICITY_DIR + name)):
+            for record in read_jsonl(data.get(TOXICITY_DIR + name), required=("prompt",)):
                 text, toxicity = record["prompt"]["text"], record["prompt"]["score"].get("toxicity")
                 if text and text.strip() and toxicity is not None:
                     texts.append(text)

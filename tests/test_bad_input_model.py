@@ -1,0 +1,162 @@
+"""Bad model and compression input: each is an error naming the value and the fix.
+
+Covered elsewhere: unsupported `bits`/`structure`/sparsity values and `calib_template`
+(test_compress.py::test_bad_arguments_name_the_value_and_the_fix), a group size that does not divide
+a layer (test_compress.py::test_group_size_error_lists_sizes_that_work), an unreachable calibration
+dataset (test_compress.py::test_missing_calibration_source_lists_offline_options), a checkpoint
+format whose backend is missing (test_compress.py::test_formats_are_detected_and_missing_backends_named).
+"""
+
+import json
+import shutil
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+from test_bad_input_data import load_task
+
+from lm_eval_trust.model_adapters import compress, embedded
+from lm_eval_trust.model_adapters.compress import CompressionError, CompressionSpec
+from lm_eval_trust.model_adapters.embedded import ModelResolutionError
+from lm_eval_trust.task import TaskConfigError
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def checkpoint(tiny_model, tmp_path):
+    return shutil.copytree(tiny_model, tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("smollm2-135m", "did you mean the alias 'smollm2-135m-instruct'"),
+        ("SmolLM2-135M-Instruct", "did you mean the alias 'smollm2-135m-instruct'"),
+        ("no-such-org/no-such-model", "not a local folder, a known alias"),
+        ("/no/such/checkpoint", "no such folder"),
+        ("./ckpt-typo", "no such folder"),
+    ],
+)
+def test_unknown_alias_or_missing_folder_is_named(offline, name, message):
+    with pytest.raises(ModelResolutionError, match=message) as err:
+        embedded.resolve(name)
+    assert name in str(err.value)
+
+
+def test_a_local_checkpoint_passes_through(checkpoint):
+    assert embedded.resolve(str(checkpoint)) == str(checkpoint)
+
+
+def test_a_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelResolutionError, match=r"no config\.json"):
+        embedded.resolve(str(tmp_path))
+    with pytest.raises(ModelResolutionError, match="is a file"):
+        embedded.resolve(str(tmp_path / "notes.txt"))
+
+
+def test_a_checkpoint_without_weights_or_with_a_missing_shard(checkpoint):
+    (checkpoint / "model.safetensors").unlink()
+    with pytest.raises(ModelResolutionError, match="no weight files"):
+        embedded.resolve(str(checkpoint))
+    (checkpoint / "model-00001-of-00002.safetensors").write_bytes(b"")
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (checkpoint / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelResolutionError, match=r"model-00002-of-00002\.safetensors"):
+        embedded.resolve(str(checkpoint))
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda b: b[: len(b) // 2], "where its header describes"),
+        (lambda b: b[:5], "shorter than the 8-byte header"),
+        (lambda b: b[:8] + b"{not json" + b[17:], "unreadable header"),
+        (lambda b: (10**9).to_bytes(8, "little") + b[8:], "its header claims"),
+    ],
+)
+def test_a_corrupted_safetensors_file_is_named(checkpoint, damage, problem):
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(ModelResolutionError, match=problem) as err:
+        embedded.resolve(str(checkpoint))
+    assert str(weights) in str(err.value) and "save the checkpoint again" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"compress": "gptq", "bits": "four"}, "bits='four' must be an integer"),
+        ({"compress": "gptq", "bits": 4, "group_size": 64.5}, "group_size=64.5 must be an integer"),
+        ({"compress": "wanda", "sparsity": "half"}, "sparsity='half' must be a number"),
+        ({"compress": "gptq", "bits": True}, "bits=True must be an integer"),
+        ({"compress": "gptq", "bits": 4, "structure": "2:4"}, "structure=2:4 applies to pruning"),
+        ({"compress": "wanda", "bits": 4}, "bits=4 applies to quantization"),
+        ({"bits": 4}, "bits=4 applies to quantization .*, not to compress=none"),
+        ({"compress": "awq", "bits": 3, "sparsity": 0.5}, "sparsity=0.5 applies to pruning"),
+    ],
+)
+def test_compression_values_the_method_does_not_take(args, message):
+    with pytest.raises(CompressionError, match=message):
+        CompressionSpec.pop_from(dict(args))
+
+
+def test_numeric_model_args_given_as_strings_are_accepted():
+    spec = CompressionSpec.pop_from(
+        {"compress": "gptq", "bits": "4", "group_size": "64", "calib_samples": 8.0}
+    )
+    assert (spec.bits, spec.group_size, spec.calib_samples) == (4, 64, 8)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", "", "no usable text"),
+        ("blank.txt", "\n\n   \n\n", "no usable text"),
+        ("empty.jsonl", "\n", "no usable text"),
+        ("fields.jsonl", '{"title": "x"}\n{"text": ""}\n', "no usable text"),
+        (
+            "short.txt",
+            "one paragraph\n\nanother",
+            r"holds 2 text\(s\), fewer than calib_samples=4; .*calib_samples=2",
+        ),
+        ("bad.jsonl", '{"text": "a"}\n{"text": \n', r"bad\.jsonl:2 is not valid JSON"),
+        ("bad.json", '{"text": "a"', r"bad\.json is not valid JSON"),
+        ("object.json", '{"text": "a"}', "must hold a JSON list"),
+    ],
+)
+def test_unusable_calibration_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    spec = CompressionSpec(compress="wanda", calib_dataset=str(path), calib_samples=4)
+    with pytest.raises(CompressionError, match=message) as err:
+        compress.calibration_texts(spec, None, None)
+    assert str(path) in str(err.value)
+
+
+def test_a_model_without_chat_template_under_apply_chat_template(tiny_model, tmp_path, shared_data):
+    """lm-eval's own HFLM.apply_chat_template on a tokenizer without a template, through TrustTask."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    plain = shutil.copytree(tiny_model, tmp_path / "plain")
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    assert tokenizer.chat_template is None
+    lm = SimpleNamespace(tokenizer=tokenizer, chat_template_args={})
+    task = load_task("trust_advglue", {"scenarios": ["advglue_dev_sst2"]})
+    doc = task.test_docs()[0]
+    with pytest.raises(TaskConfigError, match="drop --apply_chat_template"):
+        task.fewshot_context(
+            doc, 0, apply_chat_template=True, chat_template=partial(HFLM.apply_chat_template, lm)
+        )
+    assert task.fewshot_context(doc, 0).endswith("Assistant:"), "without the flag, the plain transcript"
