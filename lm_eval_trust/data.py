@@ -184,6 +184,9 @@ def fetch(
     with FileLock(str(root / ".fetch.lock")):
         for entry in tqdm(entries, desc="DecodingTrust data", unit="file"):
             dest = root / entry.path
+            # Under the root's lock, partial downloads are from fetches killed part way.
+            for stale in dest.parent.glob(f".{dest.name}.*.part") if dest.parent.is_dir() else ():
+                stale.unlink(missing_ok=True)
             if not force and dest.is_file() and git_blob_sha1(dest) == entry.git_blob_sha1:
                 report.present.append(entry.path)
                 continue

@@ -273,6 +273,9 @@ def test_concurrent_weight_hashes_agree_and_leave_no_partial_memo(tiny_model, is
 def test_concurrent_fetches_into_one_root_keep_files_whole(shared_data, tmp_path):
     paths = ["advglue/dev.json", "decodingtrust/data/stereotype/dataset/system_prompts.csv"]
     root = tmp_path / "root"
+    killed = root / "advglue" / ".dev.json.killed.part"
+    killed.parent.mkdir(parents=True)
+    killed.write_text("{")
     reports = _in_threads(lambda: data.fetch(root, paths=paths, base_url=shared_data.as_uri()))
     assert all(not r.failed for r in reports)
     assert sum(len(r.fetched) for r in reports) == len(paths), "each file is downloaded once"
