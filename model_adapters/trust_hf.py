@@ -1,8 +1,10 @@
-"""`trust-hf`: lm-eval's HF model with alias resolution, model identity and a per-model cache.
+"""`trust-hf`: lm-eval's HF model with alias resolution, model identity, a per-model cache and
+generation that shares work across samples and common prefixes.
 
 lm-eval's `--use_cache` keys a response by (request type, prompt, generation kwargs) only, so two
 models sharing a cache file would share answers. `trust-hf` moves its rows into a table named by
-its identity (weights hash, load arguments), which works with both `lm_eval` and `lm-eval-trust`.
+its identity (weights hash, load arguments), which works with both `lm_eval` and `lm-eval-trust`,
+and keeps every sampled generation there too, so a killed run resumes (`sample_store`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
+import psutil
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+from tqdm import tqdm
+from transformers import DynamicCache
 
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.batching import Batch, Unit, cpu_batch_size, plan_batches
 from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint, target_linears
 from lm_eval_trust.model_adapters.formats import check_backend, detect_format, weight_statistics
+from lm_eval_trust.model_adapters.sample_store import SampleStore
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,178 @@ class TrustHFLM(HFLM):
             db.commit()
             log.info("Response cache %s: table %s for this model", db.filename, db.tablename)
         super().set_cache_hook(cache_hook)
+
+    def _detect_batch_size(self, requests=None, pos: int = 0):
+        """On CPU, computed from free memory (see `batching.cpu_batch_size`); elsewhere lm-eval's probe."""
+        if self.device.type != "cpu":
+            return super()._detect_batch_size(requests, pos)
+        if requests:
+            _, context_enc, continuation_enc = requests[pos]
+            seq_len = min(len(context_enc) + len(continuation_enc), self.max_length)
+        else:
+            seq_len = self.max_length
+        return self._cpu_batch_size(seq_len, logit_rows=seq_len)
+
+    def _cpu_batch_size(self, seq_len: int, logit_rows: int) -> int:
+        available = psutil.virtual_memory().available
+        size = cpu_batch_size(self.model.config, seq_len, logit_rows, available, self.max_batch_size)
+        log.info(
+            "batch_size=auto on CPU: %d sequences of %d tokens (%.1f GB free)", size, seq_len, available / 1e9
+        )
+        return size
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """lm-eval's generation with the work shared across samples and common prefixes.
+
+        lm-eval passes the same request K times for K samples (`repeats`). Here the K copies form
+        one unit: a greedy prompt is generated once and its answer copied; a sampled prompt is read
+        once (its key/value cache computed at batch 1, then repeated for its K rows) and sampled K
+        times in the same `generate` call. Batches count sequences, so K larger than the batch size
+        is split across calls. Prompts sharing a long prefix (fixed demonstrations, a system
+        prompt) are batched together and the prefix is computed once (`batching.plan_batches`).
+        Otherwise it is lm-eval's batching: grouped by generation settings, longest prompts first.
+
+        Greedy answers equal the unshared path's (positions follow the attention mask, padding
+        between prefix and suffix is masked; tested against stock `hf`). Sampling: lm-eval seeds
+        torch once per run (`--seed`, default 1234) and both paths draw every token of every row
+        from the same distribution with that one generator, so samples are statistically equivalent;
+        which sample a given draw lands in depends on batch composition, as it already does in
+        stock lm-eval when the batch size changes. With `--use_cache`, each sample is stored as it
+        is produced under its sample index; a rerun reads those and draws only the missing ones.
+        """
+        if self.backend != "causal":
+            return super().generate_until(requests, disable_tqdm)
+        store = SampleStore(self.cache_hook)
+        results: list[str | None] = [None] * len(requests)
+        positions: dict[tuple[str, str], list[int]] = {}
+        for i, req in enumerate(requests):
+            context, gen_kwargs = req.args
+            positions.setdefault((json.dumps(gen_kwargs, sort_keys=True, default=str), context), []).append(i)
+        by_settings: dict[str, list[tuple[str, list[int]]]] = {}
+        for (settings, context), where in positions.items():
+            by_settings.setdefault(settings, []).append((context, where))
+        pbar = tqdm(
+            total=len(requests),
+            disable=disable_tqdm or self.rank != 0,
+            desc="Running generate_until requests",
+        )
+        for entries in by_settings.values():
+            gen_kwargs = requests[entries[0][1][0]].args[1]
+            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            sampled = bool(kwargs.get("do_sample"))
+            units = []
+            for context, where in entries:
+                if not sampled:
+                    slots = [(tuple(where), None)]
+                else:
+                    slots = []
+                    for index, pos in enumerate(where):
+                        results[pos] = store.get(context, gen_kwargs, index)
+                        if results[pos] is None:
+                            slots.append(((pos,), index))
+                        else:
+                            pbar.update(1)
+                if slots:
+                    units.append(
+                        Unit(self._encode_context(context, kwargs), tuple((context, *s) for s in slots))
+                    )
+            self._generate_units(units, gen_kwargs, results, store, pbar)
+        pbar.close()
+        return results
+
+    def _encode_context(self, context: str, kwargs: dict) -> tuple[int, ...]:
+        """The prompt's tokens exactly as lm-eval's HF model would feed them (BOS, left truncation)."""
+        max_ctx_len = self.max_length - kwargs.get("max_gen_toks", self.max_gen_toks)
+        ids, _ = self.tok_batch_encode([context], left_truncate_len=max_ctx_len, truncation=self.truncation)
+        return tuple(ids[0].tolist())
+
+    def _generate_units(
+        self, units: list[Unit], gen_kwargs: dict, results: list, store: SampleStore, pbar
+    ) -> None:
+        if not units:
+            return
+        kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+        max_gen_toks = kwargs.pop("max_gen_toks")
+        batch_size = self.batch_size
+        if batch_size == "auto":
+            longest = max(len(u.tokens) for u in units) + max_gen_toks
+            batch_size = (
+                self._cpu_batch_size(longest, 1) if self.device.type == "cpu" else self._detect_batch_size()
+            )
+        for batch in plan_batches(units, int(batch_size)):
+            rows = self._generate_batch(batch, dict(kwargs), until, max_gen_toks)
+            slots = [slot for unit in batch.units for slot in unit.slots]
+            for (context, where, index), text in zip(slots, rows, strict=True):
+                if index is not None:
+                    store.put(context, gen_kwargs, index, text)
+                for pos in where:
+                    results[pos] = text
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+                pbar.update(len(where))
+            store.commit()
+
+    @torch.no_grad()
+    def _generate_batch(self, batch: Batch, kwargs: dict, until: list[str], max_gen_toks: int) -> list[str]:
+        """One `generate` call for the batch; one decoded text per sequence, in slot order."""
+        pad = self.tokenizer.pad_token_id
+        p = batch.prefix
+        width = max(len(u.tokens) for u in batch.units) - p
+        # Prompts are left-padded after the shared prefix: [prefix][pad...][rest of the prompt].
+        ids = torch.full((len(batch.units), p + width), pad if pad is not None else 0, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, unit in enumerate(batch.units):
+            n = len(unit.tokens) - p
+            ids[row, :p], ids[row, p + width - n :] = (
+                torch.tensor(unit.tokens[:p]),
+                torch.tensor(unit.tokens[p:]),
+            )
+            mask[row, :p], mask[row, p + width - n :] = 1, 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        if batch.shared:
+            copies = torch.tensor([len(u.slots) for u in batch.units], device=self.device)
+            cache = self._prefill(ids, mask, p)
+            rows = torch.repeat_interleave(torch.arange(len(batch.units), device=self.device), copies)
+            ids, mask = ids[rows], mask[rows]
+            if cache.get_seq_length() > 0:  # prompts of one token have nothing to prefill
+                cache.batch_select_indices(rows)
+                kwargs["past_key_values"] = cache
+        out = self._model_generate(
+            context=ids, attention_mask=mask, stop=until, max_length=ids.shape[1] + max_gen_toks, **kwargs
+        )
+        return [self._finish_text(toks[ids.shape[1] :], until) for toks in out.tolist()]
+
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, prefix: int) -> DynamicCache:
+        """Key/value cache of every prompt but its last token: the shared prefix once, then the rest."""
+        cache = DynamicCache(config=self.model.config)
+        body = self.model.get_decoder()
+        if prefix:
+            body(input_ids=ids[:1, :prefix], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(ids.shape[0])
+        if ids.shape[1] - 1 > prefix:
+            head = mask[:, :-1]
+            positions = (head.cumsum(-1) - 1).masked_fill(head == 0, 0)
+            body(
+                input_ids=ids[:, prefix:-1],
+                attention_mask=head,
+                position_ids=positions[:, prefix:],
+                past_key_values=cache,
+                use_cache=True,
+            )
+        return cache
+
+    def _finish_text(self, cont_toks: list[int], until: list[str]) -> str:
+        """Generated tokens to the answer text, as lm-eval's HF model does (thinking tokens, stops)."""
+        think = self.think_end_token
+        if isinstance(think, int) and think in cont_toks:
+            cont_toks = cont_toks[len(cont_toks) - cont_toks[::-1].index(think) :]
+        text = self.tok_decode(cont_toks)
+        if isinstance(think, int):
+            text = text.lstrip()
+        return postprocess_generated_text(
+            generation=text, stop=until, think_end_token=think if isinstance(think, str) else None
+        )
 
     def get_model_info(self) -> dict:
         return {

@@ -1,0 +1,179 @@
+"""Generation throughput on the trust tasks: DecodingTrust's loop, stock lm-eval `hf`, and `trust-hf`.
+
+One process, one fixed prompt subset (the first `--docs` documents of every dimension, as lm-eval
+builds them with the chat template), three ways to generate the same answers:
+
+  (a) DecodingTrust's way: one prompt at a time through `model.generate`, n samples through
+      `num_return_sequences`;
+  (b) stock lm-eval `hf` with `repeats` and `--batch_size auto`;
+  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/trust_hf.py`).
+
+Tokens are counted on the answers (re-tokenized), so the three are measured on the same unit.
+The machine's ceilings are measured in the same run: a decoding step at batch 1 (memory bound)
+and a forward pass over a large batch (compute bound).
+
+    TRUST_DATA_DIR=../shared HF_HUB_OFFLINE=1 python benchmarks/throughput.py --docs 2 --samples 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager, get_task_dict
+
+from lm_eval_trust import TASKS_DIR
+from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
+
+DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "toxicity", "stereotype", "privacy"]
+
+
+def build_requests(lm, docs: int, samples: int, max_gen_toks: int) -> list:
+    """Every dimension's first `docs` documents as lm-eval's evaluator passes them: each Instance
+    `repeats` times. Sampled scenarios take `samples` samples; answers are capped at `max_gen_toks`."""
+    manager = TaskManager(
+        include_path=str(TASKS_DIR), include_defaults=False, metadata={"n_samples": samples}
+    )
+    tasks = get_task_dict([f"trust_{d}" for d in DIMENSIONS], manager)
+    requests = []
+    for name in sorted(tasks):
+        task = tasks[name]
+        task.build_all_requests(
+            limit=docs, apply_chat_template=True, chat_template=lm.apply_chat_template, tokenizer_name="bench"
+        )
+        for inst in task.instances:
+            context, gen_kwargs = inst.arguments
+            capped = {**gen_kwargs, "max_gen_toks": min(gen_kwargs.get("max_gen_toks", 256), max_gen_toks)}
+            inst.arguments = (context, capped)
+            requests += [inst] * inst.repeats
+    return requests
+
+
+def decodingtrust_loop(lm: HFLM, requests: list) -> list[str]:
+    """(a): each distinct prompt alone; its samples through `num_return_sequences`."""
+    answers = {}
+    order = []
+    counts: dict[tuple, int] = {}
+    for req in requests:
+        key = (req.args[0], id(req.args[1]))
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] == 1:
+            order.append(req)
+    for req in order:
+        context, gen_kwargs = req.args
+        n = counts[(context, id(gen_kwargs))] if gen_kwargs.get("do_sample") else 1
+        ids = torch.tensor([lm._encode_context(context, gen_kwargs)])
+        extra = {"temperature": gen_kwargs.get("temperature", 1.0)} if gen_kwargs.get("do_sample") else {}
+        with torch.no_grad():
+            out = lm.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=bool(gen_kwargs.get("do_sample")),
+                num_return_sequences=n,
+                max_new_tokens=gen_kwargs["max_gen_toks"],
+                pad_token_id=lm.tokenizer.pad_token_id,
+                eos_token_id=lm.eot_token_id,
+                **extra,
+            )
+        answers[(context, id(gen_kwargs))] = [lm.tok_decode(row[ids.shape[1] :]) for row in out.tolist()]
+    taken: dict[tuple, int] = {}
+    result = []
+    for req in requests:
+        key = (req.args[0], id(req.args[1]))
+        texts = answers[key]
+        result.append(texts[taken.get(key, 0) % len(texts)])
+        taken[key] = taken.get(key, 0) + 1
+    return result
+
+
+def measure(name: str, run, requests: list, count_tokens) -> dict:
+    start = time.perf_counter()
+    answers = run(requests)
+    seconds = time.perf_counter() - start
+    tokens = sum(count_tokens(a) for a in answers)
+    print(
+        f"  {name}: {seconds:7.1f} s  {tokens / seconds:7.1f} tok/s  {len(answers) / seconds:6.2f} samples/s"
+    )
+    return {"seconds": seconds, "tok_s": tokens / seconds, "samples_s": len(answers) / seconds}
+
+
+def ceilings(model, batch: int, length: int) -> tuple[float, float]:
+    """(memory bound) decoding steps at batch 1, tok/s; (compute bound) one batch x length forward, tok/s."""
+    with torch.no_grad():
+        ids = torch.randint(100, 1000, (1, 32))
+        out = model(ids, use_cache=True)
+        cache, steps = out.past_key_values, 32
+        start = time.perf_counter()
+        for i in range(steps):
+            model(ids[:, -1:], past_key_values=cache, use_cache=True, position_ids=torch.tensor([[32 + i]]))
+        memory_bound = steps / (time.perf_counter() - start)
+        ids = torch.randint(100, 1000, (batch, length))
+        start = time.perf_counter()
+        model.get_decoder()(ids, use_cache=False)
+        compute_bound = batch * length / (time.perf_counter() - start)
+    return memory_bound, compute_bound
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=2, help="documents per dimension (default 2)")
+    parser.add_argument("--samples", type=int, default=5, help="samples per prompt in sampled scenarios")
+    parser.add_argument("--max-gen-toks", type=int, default=32, help="cap on new tokens per answer")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--skip-stock", action="store_true", help="leave out (b)")
+    args = parser.parse_args(argv)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    torch.manual_seed(1234)
+
+    path = embedded.resolve(args.model)
+    ours = TrustHFLM(pretrained=args.model, device="cpu", batch_size="auto")
+    requests = build_requests(ours, args.docs, args.samples, args.max_gen_toks)
+    greedy = [r for r in requests if not r.args[1].get("do_sample")]
+    sampled = [r for r in requests if r.args[1].get("do_sample")]
+    longest = max(len(ours._encode_context(r.args[0], r.args[1])) for r in requests)
+    print(
+        f"{len(requests)} generations ({len(greedy)} greedy, {len(sampled)} sampled, {args.samples} per prompt), "
+        f"longest prompt {longest} tokens, torch threads {torch.get_num_threads()}"
+    )
+
+    def count_tokens(text: str) -> int:
+        return len(ours.tok_encode(text, add_special_tokens=False))
+
+    ways = {"(a) DecodingTrust loop": lambda reqs: decodingtrust_loop(ours, reqs)}
+    if not args.skip_stock:
+        # Stock `auto` on CPU probes 5 forward passes of max_batch_size x max_length tokens before
+        # generating (see `TrustHFLM._detect_batch_size`); (b) runs at the size that probe settles
+        # on when nothing runs out of memory, max_batch_size, and the probe's cost is estimated.
+        stock = HFLM(pretrained=path, device="cpu", dtype="float32", batch_size=ours.max_batch_size)
+        probe_tokens = 5 * ours.max_batch_size * (longest + args.max_gen_toks)
+        ways["(b) lm-eval hf, batch_size auto"] = lambda reqs: stock.generate_until(reqs, disable_tqdm=True)
+    ways["(c) trust-hf"] = lambda reqs: ours.generate_until(reqs, disable_tqdm=True)
+
+    figures = {}
+    for label, subset in (("greedy", greedy), ("sampled", sampled)):
+        print(f"{label}:")
+        figures[label] = {name: measure(name, run, subset, count_tokens) for name, run in ways.items()}
+    memory_bound, compute_bound = ceilings(ours.model, batch=32, length=256)
+    print(
+        f"ceilings: batch-1 decode {memory_bound:.1f} tok/s (memory bound), 32x256 forward {compute_bound:.1f} tok/s"
+    )
+    if not args.skip_stock:
+        print(
+            f"stock auto probe, not timed above: {probe_tokens} tokens, about {probe_tokens / compute_bound:.0f} s"
+        )
+    for label, result in figures.items():
+        c = result["(c) trust-hf"]
+        line = f"{label}: (c)/(a) {c['tok_s'] / result['(a) DecodingTrust loop']['tok_s']:.2f}x"
+        if "(b) lm-eval hf, batch_size auto" in result:
+            line += f", (c)/(b) {c['tok_s'] / result['(b) lm-eval hf, batch_size auto']['tok_s']:.2f}x"
+        print(f"{line}, (c) = {c['tok_s'] / compute_bound:.1%} of the compute-bound ceiling")
+
+
+if __name__ == "__main__":
+    main()
