@@ -2,7 +2,7 @@
 
 transformers loads compressed-tensors checkpoints (llm-compressor and sparseml style) by itself;
 GPTQ-format checkpoints (auto-gptq, GPTQModel) need GPTQModel and optimum, and AWQ-format ones
-need AutoAWQ. Dense checkpoints may still be compressed: pruned weights are zeros, and fake-quantized
+(AutoAWQ, GPTQModel) need GPTQModel. Dense checkpoints may still be compressed: pruned weights are zeros, and fake-quantized
 weights (the paper's AWQ checkpoints) take few distinct values per group, which is measured here.
 """
 
@@ -11,24 +11,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
 
 from lm_eval_trust.model_adapters.compress import CompressionError, target_linears
 
-BACKENDS = {
-    "gptq": (
-        ("gptqmodel", "optimum"),
-        "`pip install --no-build-isolation gptqmodel==7.6.0 optimum==2.3.0` (GPTQModel is a source "
-        "package; set GPTQMODEL_CPU_WORKERS on small machines)",
-    ),
-    "awq": (
-        ("awq",),
-        "AutoAWQ (`pip install autoawq`), which is deprecated and does not support transformers 5; "
-        "convert the checkpoint to compressed-tensors with llm-compressor instead",
-    ),
-}
+# transformers 5 loads both GPTQ- and AWQ-format checkpoints through GPTQModel's kernels (AutoAWQ is
+# deprecated and does not support transformers 5); GPTQ also needs optimum.
+GPTQ_EXTRA = "the `gptq` extra (`pip install 'lm-eval-trust[gptq]'`: GPTQModel 7.6.0 and optimum 2.3.0)"
+BACKENDS = {"gptq": (("gptqmodel", "optimum"), GPTQ_EXTRA), "awq": (("gptqmodel",), GPTQ_EXTRA)}
 
 
 def detect_format(path: str | Path) -> str:
@@ -50,6 +43,9 @@ def check_backend(fmt: str) -> None:
         raise CompressionError(
             f"this checkpoint is in {fmt.upper()} format and needs {', '.join(missing)}: {install}"
         )
+    # GPTQModel sizes its CPU thread pool from the idle cores it sees at import, and fails on a busy
+    # 2-core machine ("requests 2 workers but parent 'cpu' only has 1") unless told the count.
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
 
 
 def weight_statistics(model, group_size: int | None = 128) -> dict:
@@ -61,9 +57,13 @@ def weight_statistics(model, group_size: int | None = 128) -> dict:
     """
     zeros = total = 0
     levels = 0
-    packed = 0
+    # GPTQ/AWQ kernels (GPTQModel) replace the Linear layers by modules holding a packed `qweight`.
+    kernels = [m for _, m in model.named_modules() if hasattr(m, "qweight")]
+    packed = len(kernels)
     with torch.no_grad():
         for module in target_linears(model).values():
+            if any(module is k for k in kernels):
+                continue
             weight = getattr(module, "weight", None)
             if weight is None or weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
                 packed += 1

@@ -67,7 +67,7 @@ def shared_data() -> Path:
     return path
 
 
-def build_tiny_chat_model(out: Path, seed: int) -> Path:
+def build_tiny_chat_model(out: Path, seed: int, hidden_size: int = 16) -> Path:
     """A 1-layer random Llama with a word-level tokenizer and a ChatML chat template."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -92,8 +92,8 @@ def build_tiny_chat_model(out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(vocab),
-        hidden_size=16,
-        intermediate_size=32,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
@@ -158,3 +158,25 @@ def read_results(out: Path) -> tuple[dict, list[dict]]:
     (results_path,) = out.rglob("results_*.json")
     samples = [json.loads(line) for p in out.rglob("samples_*.jsonl") for line in p.read_text().splitlines()]
     return json.loads(results_path.read_text()), samples
+
+
+def evaluate_checkpoint(run_cli, path: Path, out: Path) -> dict:
+    """Run trust_advglue (2 docs, CPU) on a checkpoint through trust-hf; the results JSON."""
+    run_cli(
+        "lm-eval-trust",
+        "--model",
+        "trust-hf",
+        "--model_args",
+        f"pretrained={path}",
+        "--tasks",
+        "trust_advglue",
+        "--device",
+        "cpu",
+        "--limit",
+        "2",
+        "--output_path",
+        str(out),
+    )
+    results, _ = read_results(out)
+    assert 0 <= results["results"]["trust_advglue"]["score,none"] <= 100
+    return results
