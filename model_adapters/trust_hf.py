@@ -89,6 +89,7 @@ class TrustHFLM(HFLM):
         super().__init__(pretrained=resolved, dtype=dtype, device=device, **kwargs)
         self.identity = self._identity(resolved, dtype, kwargs)
         self.weights_measured = self._measure_weights()
+        self._decompress_now()
         self.fingerprint = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
 
     def _identity(self, resolved, dtype, kwargs) -> dict:
@@ -115,6 +116,17 @@ class TrustHFLM(HFLM):
         sizes = {m.in_features for m in target_linears(self._model).values()}
         group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
         return {"checkpoint_format": self.checkpoint_format, **weight_statistics(self._model, group)}
+
+    def _decompress_now(self) -> None:
+        """Decompress a compressed-tensors model at load, after its packed weights were measured.
+
+        compressed-tensors decompresses on the model's first forward, from a pre-hook on the top
+        module; shared-prefix generation runs the decoder alone first, which would find no weights.
+        """
+        handle = getattr(self._model, "ct_decompress_hook", None)
+        hook = self._model._forward_pre_hooks.get(handle.id) if handle is not None else None
+        if hook is not None:
+            hook(self._model, ())
 
     def set_cache_hook(self, cache_hook) -> None:
         """Point lm-eval's response cache at this model's own table in the same sqlite file."""

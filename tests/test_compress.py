@@ -214,3 +214,26 @@ def test_self_calibration_needs_no_dataset(tiny_model, isolated_cache):
     _, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
     assert meta["calibration"]["dataset"] == "self" and meta["calibration"]["samples"] >= 1
     assert meta["share_of_groups_2_4"] == 1.0
+
+
+def test_compressed_tensors_checkpoint_generates_through_shared_prefixes(
+    tiny_model, calib_file, isolated_cache
+):
+    """The first forward of a packed checkpoint may be the decoder alone (a shared prefix), before
+    compressed-tensors' decompression hook on the whole model has fired."""
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
+
+    spec = _spec(compress="gptq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
+    path, _ = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    lm = TrustHFLM(pretrained=str(path), device="cpu", batch_size=4)
+    assert lm.weights_measured["packed_layers"] == 7
+    prefix = " ".join(WORDS * 8)  # 104 tokens, over the 64 shared tokens that make a shared-prefix batch
+    greedy = {"until": [], "max_gen_toks": 3, "do_sample": False}
+    requests = [
+        Instance("generate_until", {}, (f"{prefix} {word}", dict(greedy)), 0, ("t", i, 1))
+        for i, word in enumerate(WORDS[:3])
+    ]
+    answers = lm.generate_until(requests)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
