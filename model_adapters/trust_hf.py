@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,9 +51,12 @@ def weights_sha256(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 digest.update(chunk)
     memo.parent.mkdir(parents=True, exist_ok=True)
-    partial = memo.with_name(f".{memo.name}.{os.getpid()}")
-    partial.write_text(digest.hexdigest())
-    os.replace(partial, memo)  # concurrent runs never read a half-written memo
+    # A uniquely named partial file per writer (threads share a pid), renamed into place: concurrent
+    # runs never read a half-written memo.
+    fd, partial = tempfile.mkstemp(dir=memo.parent, prefix=f".{memo.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(digest.hexdigest())
+    os.replace(partial, memo)
     return digest.hexdigest()
 
 
