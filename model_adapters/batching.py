@@ -58,12 +58,17 @@ def split_units(units: Sequence[Unit], batch_size: int) -> list[Unit]:
     ]
 
 
-def _pack(units: list[Unit], batch_size: int, min_shared: int) -> list[Batch]:
-    """Longest prompts first (lm-eval's order: time estimates err long, memory errors come early)."""
+def _pack(units: list[Unit], batch_size: int, min_shared: int, solo_over: int | None = None) -> list[Batch]:
+    """Longest prompts first (lm-eval's order: time estimates err long, memory errors come early).
+
+    Prompts with more than `solo_over` tokens past the prefix all `units` share get a batch of
+    their own."""
     units = sorted(units, key=lambda u: (-len(u.tokens), u.tokens))
+    shared = common_prefix([u.tokens for u in units]) if len(units) > 1 else 0
     batches, current = [], []
     for unit in units:
-        if current and sum(len(u.slots) for u in current) + len(unit.slots) > batch_size:
+        alone = solo_over is not None and len(unit.tokens) - shared > solo_over
+        if current and (alone or sum(len(u.slots) for u in current) + len(unit.slots) > batch_size):
             batches.append(current)
             current = []
         current.append(unit)
@@ -77,12 +82,16 @@ def _pack(units: list[Unit], batch_size: int, min_shared: int) -> list[Batch]:
     return out
 
 
-def plan_batches(units: Sequence[Unit], batch_size: int, min_shared: int = MIN_SHARED_PREFIX) -> list[Batch]:
+def plan_batches(
+    units: Sequence[Unit], batch_size: int, min_shared: int = MIN_SHARED_PREFIX, solo_over: int | None = None
+) -> list[Batch]:
     """Batches of at most `batch_size` sequences, prompts sharing >= `min_shared` tokens kept together.
 
     Prompts are clustered by walking them in token order and cutting where neighbours share fewer
     than `min_shared` tokens; every pair within a cluster then shares at least that many. Clusters
-    of one prompt are pooled and batched by length like lm-eval does.
+    of one prompt are pooled and batched by length like lm-eval does. A prompt with more than
+    `solo_over` tokens beyond what its group shares is generated alone: padded attention over a long
+    stretch takes a masked attention kernel that is slower on CPU than one prompt at a time.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -96,10 +105,10 @@ def plan_batches(units: Sequence[Unit], batch_size: int, min_shared: int = MIN_S
         else:
             clusters.append([unit])
     pool = [c[0] for c in clusters if len(c) == 1]
-    batches = _pack(pool, batch_size, min_shared)
+    batches = _pack(pool, batch_size, min_shared, solo_over)
     for cluster in clusters:
         if len(cluster) > 1:
-            batches.extend(_pack(cluster, batch_size, min_shared))
+            batches.extend(_pack(cluster, batch_size, min_shared, solo_over))
     return sorted(batches, key=lambda b: -max(len(u.tokens) for u in b.units))
 
 

@@ -185,3 +185,13 @@ def test_sampled_requests_resume_after_a_kill(tiny_model, tmp_path):
     assert rerun["rows"] == len(requests) - 6
     assert all(s is None or f == s for s, f in zip(stored, final, strict=True))
     assert all(isinstance(f, str) for f in final)
+
+
+def test_long_unshared_prompts_are_generated_alone():
+    shared = list(range(100, 170))
+    units = [unit(range(i, i + 30)) for i in (0, 40)] + [unit(shared + [i] * 30) for i in (1, 2)]
+    assert len(plan_batches(units, batch_size=8, min_shared=64)) == 2
+    batches = plan_batches(units, batch_size=8, min_shared=64, solo_over=20)
+    # the two pooled prompts (30 tokens) alone; the two sharing 70 tokens differ in 30 more: alone too
+    assert sorted(len(b.units) for b in batches) == [1, 1, 1, 1]
+    assert len(plan_batches(units, batch_size=8, min_shared=64, solo_over=40)) == 2
