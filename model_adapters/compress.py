@@ -348,7 +348,8 @@ def recipe(spec: CompressionSpec):
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     groups = {"group_0": {"targets": ["Linear"], "weights": {**weights, "symmetric": False}}}
-    return [AWQModifier(ignore=["lm_head"]), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
+    # AWQ smooths inside decoder layers (its mappings), so it has no ignore list of its own.
+    return [AWQModifier(), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
 
 
 def _apply(spec: CompressionSpec, model, tokenizer, calibration) -> None:

@@ -133,6 +133,17 @@ def test_gptq_4_bit_is_packed_and_loads_through_transformers(tiny_model, isolate
     assert torch.isfinite(logits).all()
 
 
+def test_awq_4_bit_runs_on_cpu_and_is_packed(tiny_model, isolated_cache, calib_file):
+    spec = _spec(compress="awq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
+    path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    quantization = json.loads((path / "config.json").read_text())["quantization_config"]
+    assert quantization["quant_method"] == "compressed-tensors"
+    assert quantization["config_groups"]["group_0"]["weights"]["num_bits"] == 4
+    # 4-bit packed weights plus a scale and a zero point per group of 8
+    assert meta["method"] == "awq" and 4 < meta["effective_bits_per_weight"] < 13
+    assert torch.isfinite(_logits(path, tiny_model)).all()
+
+
 def test_missing_calibration_source_lists_offline_options(tiny_model, isolated_cache):
     spec = _spec(compress="wanda", calib_dataset="no-such-org/no-such-dataset")
     with pytest.raises(CompressionError, match="calib_dataset=self"):
