@@ -275,7 +275,8 @@ def test_real_mirror_counts(shared_data, options):
 
 
 def test_metrics_match_sklearn_confusion_matrices_as_fairlearn_uses_them():
-    skm = pytest.importorskip("sklearn.metrics")
+    from sklearn import metrics as skm  # installed with alt-profanity-check
+
     rng = np.random.default_rng(0)
     for _ in range(50):
         n = int(rng.integers(1, 12))
