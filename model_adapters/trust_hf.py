@@ -30,6 +30,7 @@ from lm_eval_trust.model_adapters import embedded
 from lm_eval_trust.model_adapters.batching import Batch, Unit, cpu_batch_size, plan_batches
 from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint, target_linears
 from lm_eval_trust.model_adapters.formats import check_backend, detect_format, weight_statistics
+from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
 from lm_eval_trust.model_adapters.sample_store import SampleStore
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class TrustHFLM(HFLM):
         self.identity = self._identity(resolved, dtype, kwargs)
         self.weights_measured = self._measure_weights()
         self._decompress_now()
+        self._prefixes = PrefixCache()
         self.fingerprint = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
 
     def _identity(self, resolved, dtype, kwargs) -> dict:
@@ -290,21 +292,33 @@ class TrustHFLM(HFLM):
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, prefix: int) -> DynamicCache:
         """Key/value cache of every prompt but its last token: the shared prefix once, then the rest."""
-        cache = DynamicCache(config=self.model.config)
-        body = self.model.get_decoder()
-        if prefix:
-            body(input_ids=ids[:1, :prefix], past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(ids.shape[0])
+        cache = self._prefix_cache(ids[0, :prefix]) if prefix else DynamicCache(config=self.model.config)
+        cache.batch_repeat_interleave(ids.shape[0])
         if ids.shape[1] - 1 > prefix:
             head = mask[:, :-1]
             positions = (head.cumsum(-1) - 1).masked_fill(head == 0, 0)
-            body(
+            self.model.get_decoder()(
                 input_ids=ids[:, prefix:-1],
                 attention_mask=head,
                 position_ids=positions[:, prefix:],
                 past_key_values=cache,
                 use_cache=True,
             )
+        return cache
+
+    def _prefix_cache(self, prefix_ids: torch.Tensor) -> DynamicCache:
+        """Batch-1 key/value cache of a shared prefix, continued from the longest prefix an earlier
+        batch computed (a scenario's demonstrations are read once, however many batches it fills)."""
+        tokens = tuple(prefix_ids.tolist())
+        cache = DynamicCache(config=self.model.config)
+        reused, layers = self._prefixes.longest(tokens)
+        for index, (keys, values) in enumerate(layers):
+            cache.update(keys[..., :reused, :], values[..., :reused, :], index)
+        if reused < len(tokens):
+            self.model.get_decoder()(
+                input_ids=prefix_ids[None, reused:], past_key_values=cache, use_cache=True
+            )
+        self._prefixes.put(tokens, [(layer.keys, layer.values) for layer in cache.layers])
         return cache
 
     def _finish_text(self, cont_toks: list[int], until: list[str]) -> str:

@@ -13,6 +13,7 @@ from lm_eval.models.huggingface import HFLM
 from transformers import LlamaForCausalLM
 
 from lm_eval_trust.model_adapters.batching import Unit, common_prefix, cpu_batch_size, plan_batches
+from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
 from lm_eval_trust.model_adapters.sample_store import SampleStore
 from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 from tests.conftest import WORDS
@@ -41,6 +42,14 @@ def test_plan_counts_sequences_and_splits_samples():
     assert all(b.sequences <= 4 for b in batches)
     assert sum(b.sequences for b in batches) == 6
     assert all(b.shared for b in batches if any(len(u.slots) > 1 for u in b.units))
+
+
+def test_plan_fills_batches_with_part_of_a_prompts_samples():
+    units = [unit([i, 5, 5], 25) for i in range(4)]  # 25 samples each, no shared prefix
+    batches = plan_batches(units, batch_size=64, min_shared=2)
+    assert [b.sequences for b in batches] == [64, 36]
+    slots = sorted((u.tokens, s) for b in batches for u in b.units for s in u.slots)
+    assert slots == sorted((u.tokens, s) for u in units for s in u.slots)  # every sample once
 
 
 def test_plan_groups_shared_prefixes():
@@ -195,3 +204,44 @@ def test_long_unshared_prompts_are_generated_alone():
     # the two pooled prompts (30 tokens) alone; the two sharing 70 tokens differ in 30 more: alone too
     assert sorted(len(b.units) for b in batches) == [1, 1, 1, 1]
     assert len(plan_batches(units, batch_size=8, min_shared=64, solo_over=40)) == 2
+
+
+def test_prefix_cache_keeps_the_longest_recent_prefixes():
+    memo = PrefixCache(size=2, min_tokens=3)
+    layer = [(torch.zeros(1, 1, 5, 2), torch.zeros(1, 1, 5, 2))]
+    memo.put((1, 2), layer)  # shorter than min_tokens: not kept
+    assert memo.longest((1, 2, 3)) == (0, [])
+    memo.put((1, 2, 3, 4, 5), layer)
+    memo.put((1, 2, 3, 9), layer)
+    assert memo.longest((1, 2, 3, 4, 7))[0] == 4
+    assert memo.longest((1, 2, 3, 9, 9))[0] == 4
+    assert memo.longest((1, 2, 7))[0] == 0  # two shared tokens: under min_tokens
+    memo.longest((1, 2, 3, 4, 5))  # most recently used now
+    memo.put((7, 7, 7), layer)  # evicts (1, 2, 3, 9)
+    assert set(memo.entries) == {(1, 2, 3, 4, 5), (7, 7, 7)}
+
+
+def test_shared_prefix_is_read_once_across_batches(sharp_model):
+    """Nine prompts sharing an 80-word prefix fill three batches; the prefix is read once, and the
+    answers are stock `hf`'s."""
+    prefix = " ".join(WORDS * 6)
+    requests = [
+        Instance(
+            "generate_until", {}, (f"{prefix} {WORDS[i]} {WORDS[-i]}", dict(GREEDY_LONG)), 0, ("t", i, 1)
+        )
+        for i in range(9)
+    ]
+    stock = HFLM(pretrained=sharp_model, device="cpu", batch_size=3).generate_until(requests)
+    lm = TrustHFLM(pretrained=sharp_model, device="cpu", batch_size=3)
+    shared = common_prefix([lm._encode_context(r.args[0], {}) for r in requests])
+    alone = []  # tokens of each batch-1 pass: the shared prefix's computation
+    lm.model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: (
+            alone.append(kwargs["input_ids"].shape[1]) if kwargs["input_ids"].shape[0] == 1 else None
+        ),
+        with_kwargs=True,
+    )
+    counts = count_sequences(lm)
+    assert lm.generate_until(requests) == stock
+    assert counts["calls"] == 3 and shared >= 64
+    assert alone[0] >= shared and sum(alone[1:]) < 3 * len(alone)  # later batches: a token or two each
