@@ -39,7 +39,7 @@ DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "toxicity", "s
 
 
 def build_requests(
-    lm, docs: int, samples: int, max_gen_toks: int, scenarios: int, dimensions: list[str] = DIMENSIONS
+    lm, docs: int | None, samples: int, max_gen_toks: int, scenarios: int, dimensions: list[str] = DIMENSIONS
 ) -> list:
     """Documents of every dimension as lm-eval's evaluator passes them: each Instance `repeats`
     times. Sampled scenarios take `samples` samples; answers are capped at `max_gen_toks`.
@@ -176,6 +176,29 @@ def ceilings(model, batch: int, length: int) -> tuple[float, float]:
     return memory_bound, compute_bound
 
 
+def full_bound(lm, dimensions: list[str]) -> None:
+    """The prefill bound of a full run: every document, each distinct prompt once."""
+    everything = {"greedy": [], "sampled": []}
+    for dimension in dimensions:
+        requests = build_requests(lm, None, 1, 32, 0, [dimension])
+        for label in everything:
+            prompts = [
+                lm._encode_context(r.args[0], r.args[1])
+                for r in requests
+                if bool(r.args[1].get("do_sample")) == (label == "sampled")
+            ]
+            if prompts:
+                total, unique = prompt_tokens(prompts)
+                print(
+                    f"{dimension} {label}: {total} prompt tokens, {unique} unique, bound {total / unique:.2f}x"
+                )
+                everything[label] += prompts
+    for label, prompts in everything.items():
+        if prompts:
+            total, unique = prompt_tokens(prompts)
+            print(f"all {label}: {total} prompt tokens, {unique} unique, bound {total / unique:.2f}x")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,12 +219,20 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--dimensions", nargs="+", default=DIMENSIONS, choices=DIMENSIONS, help="dimensions to draw from"
     )
+    parser.add_argument(
+        "--full-bound",
+        action="store_true",
+        help="only print the prefill bound over every document of the dimensions (no generation)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     torch.manual_seed(1234)
 
     path = embedded.resolve(args.model)
     ours = TrustHFLM(pretrained=args.model, device="cpu", batch_size="auto")
+    if args.full_bound:
+        full_bound(ours, args.dimensions)
+        return
     requests = build_requests(
         ours, args.docs, args.samples, args.max_gen_toks, args.scenarios, args.dimensions
     )

@@ -23,10 +23,11 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
-from transformers import DynamicCache
+from transformers import DynamicCache, GenerationConfig
 
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.attention import use_grouped_sdpa
 from lm_eval_trust.model_adapters.batching import Batch, Unit, cpu_batch_size, plan_batches
 from lm_eval_trust.model_adapters.compress import CompressionSpec, compressed_checkpoint, target_linears
 from lm_eval_trust.model_adapters.formats import check_backend, detect_format, weight_statistics
@@ -40,6 +41,28 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # SmolLM2 on 2 cores, 4 fairness prompts of 4,140 tokens took 69 s batched and 42 s one by one,
 # while prompts of 700-900 tokens were 2.4x faster batched.
 CPU_SOLO_PROMPT_TOKENS = 1024
+# Generation-config fields that make `generate` change the logits before a greedy choice; with any
+# of them set, greedy batches go through `generate` instead of the argmax loop.
+LOGITS_PROCESSING = (
+    "num_beams",
+    "penalty_alpha",
+    "repetition_penalty",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "sequence_bias",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "min_length",
+    "min_new_tokens",
+    "exponential_decay_length_penalty",
+    "guidance_scale",
+    "watermarking_config",
+    "renormalize_logits",
+)
 
 
 def weights_sha256(path: Path) -> str:
@@ -99,6 +122,7 @@ class TrustHFLM(HFLM):
         self.identity = self._identity(resolved, dtype, kwargs)
         self.weights_measured = self._measure_weights()
         self._decompress_now()
+        use_grouped_sdpa(self._model)
         self._prefixes = PrefixCache()
         self.fingerprint = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -277,6 +301,11 @@ class TrustHFLM(HFLM):
             )
             mask[row, :p], mask[row, p + width - n :] = 1, 1
         ids, mask = ids.to(self.device), mask.to(self.device)
+        argmax = self._argmax_decodes(kwargs)
+        if argmax:
+            cache = self._prefill(ids, mask, p)
+            answers = self._greedy_generate(ids, mask, cache, until, max_gen_toks)
+            return [self._finish_text(toks, until) for toks in answers]
         if batch.shared:
             copies = torch.tensor([len(u.slots) for u in batch.units], device=self.device)
             cache = self._prefill(ids, mask, p)
@@ -289,6 +318,64 @@ class TrustHFLM(HFLM):
             context=ids, attention_mask=mask, stop=until, max_length=ids.shape[1] + max_gen_toks, **kwargs
         )
         return [self._finish_text(toks[ids.shape[1] :], until) for toks in out.tolist()]
+
+    def _argmax_decodes(self, kwargs: dict) -> bool:
+        """Whether `generate` would decode this request by the plain argmax of the logits: greedy,
+        and no logits processor in the request or the model's generation config."""
+        if kwargs.get("do_sample") or set(kwargs) - {"do_sample", "temperature", "top_p", "top_k"}:
+            return False
+        config, default = self.model.generation_config, GenerationConfig()
+        return all(getattr(config, name, None) == getattr(default, name, None) for name in LOGITS_PROCESSING)
+
+    @torch.no_grad()
+    def _greedy_generate(
+        self, ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache, until: list[str], max_gen_toks: int
+    ) -> list[list[int]]:
+        """Greedy answers from prefilled prompts, each row leaving the batch once it is finished.
+
+        `generate` keeps every row until the last one stops, and most trust answers are a word
+        while one row may run to the token limit; here a finished row (an end-of-sequence token, a
+        stop sequence in its text, or the limit) leaves the batch and its cache. Its tokens are what
+        `generate` would have produced up to then, and lm-eval cuts the answer at the first stop
+        sequence, so the texts are the same (tested against stock `hf`).
+        """
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        answers: list[list[int]] = [[] for _ in range(ids.shape[0])]
+        alive = list(range(ids.shape[0]))
+        step = ids[:, -1:]
+        position = mask.sum(-1, keepdim=True) - 1
+        with torch.autocast(
+            device_type=self.device.type,
+            dtype=self.mixed_precision_dtype,
+            enabled=self.mixed_precision_dtype is not None,
+        ):
+            for _ in range(max_gen_toks):
+                logits = self.model(
+                    input_ids=step,
+                    attention_mask=mask,
+                    position_ids=position,
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits
+                tokens = logits[:, -1].argmax(-1)
+                keep = []
+                for i, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+                    answers[row].append(token)
+                    text = self.tokenizer.decode(answers[row], skip_special_tokens=False)
+                    if token not in eos and not any(stop in text for stop in until):
+                        keep.append(i)
+                if not keep:
+                    break
+                if len(keep) < len(alive):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    tokens, mask, position = tokens[index], mask[index], position[index]
+                    alive = [alive[i] for i in keep]
+                step = tokens[:, None]
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                position = position + 1
+        return answers
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, prefix: int) -> DynamicCache:
         """Key/value cache of every prompt but its last token: the shared prefix once, then the rest."""

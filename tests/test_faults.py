@@ -19,20 +19,20 @@ from lm_eval_trust.model_adapters.trust_hf import weights_sha256
 from lm_eval_trust.scoring import toxicity
 
 N_DOCS = 6
-# The CLI, with transformers' generate wrapped: it logs each call and, at call KILL_AT, sends this
-# process KILL_SIGNAL, so a run dies at a known point (the requests before it are answered).
+# The CLI, with trust-hf's batch generation wrapped: it logs each call and, at call KILL_AT, sends
+# this process KILL_SIGNAL, so a run dies at a known point (the requests before it are answered).
 KILLABLE_CLI = """
 import os, signal, sys
-import transformers.generation.utils as gu
+from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 kill_at, calls = int(os.environ.get("KILL_AT", "0")), [0]
-original = gu.GenerationMixin.generate
+original = TrustHFLM._generate_batch
 def generate(self, *args, **kwargs):
     calls[0] += 1
     print(f"generate call {calls[0]}", file=sys.stderr, flush=True)
     if calls[0] == kill_at:
         os.kill(os.getpid(), getattr(signal, os.environ["KILL_SIGNAL"]))
     return original(self, *args, **kwargs)
-gu.GenerationMixin.generate = generate
+TrustHFLM._generate_batch = generate
 sys.argv[0] = "lm-eval-trust"
 from lm_eval_trust.cli import main
 main()

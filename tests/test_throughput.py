@@ -12,6 +12,7 @@ from lm_eval.api.model import CachingLM
 from lm_eval.models.huggingface import HFLM
 from transformers import LlamaForCausalLM
 
+from lm_eval_trust.model_adapters.attention import grouped_sdpa_attention
 from lm_eval_trust.model_adapters.batching import Unit, common_prefix, cpu_batch_size, plan_batches
 from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
 from lm_eval_trust.model_adapters.sample_store import SampleStore
@@ -118,20 +119,20 @@ class Killed(Exception):
 
 
 def count_sequences(lm, die_at=None):
-    """Wraps `_model_generate` to count finished calls and generated rows; call `die_at` raises,
+    """Wraps `_generate_batch` to count finished batches and generated rows; batch `die_at` raises,
     as a kill in the middle of that batch would stop the run."""
     counts = Counter()
-    inner = lm._model_generate
+    inner = lm._generate_batch
 
-    def counted(context, **kwargs):
+    def counted(batch, *args):
         if counts["calls"] + 1 == die_at:
             raise Killed
-        out = inner(context=context, **kwargs)
+        out = inner(batch, *args)
         counts["calls"] += 1
-        counts["rows"] += context.shape[0]
+        counts["rows"] += batch.sequences
         return out
 
-    lm._model_generate = counted
+    lm._generate_batch = counted
     return counts
 
 
@@ -245,3 +246,40 @@ def test_shared_prefix_is_read_once_across_batches(sharp_model):
     assert lm.generate_until(requests) == stock
     assert counts["calls"] == 3 and shared >= 64
     assert alone[0] >= shared and sum(alone[1:]) < 3 * len(alone)  # later batches: a token or two each
+
+
+def test_grouped_sdpa_equals_transformers_sdpa_with_a_padding_mask(tiny_model):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    query, key, value = torch.randn(4, 9, 5, 8), torch.randn(4, 3, 12, 8), torch.randn(4, 3, 12, 8)
+    mask = torch.ones(4, 1, 5, 12, dtype=torch.bool).tril(7)
+    mask[:2, :, :, :3] = False  # left padding on two rows
+    ours, _ = grouped_sdpa_attention(module, query, key, value, mask, scaling=0.3)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    assert torch.equal(ours, theirs)
+    lm = TrustHFLM(pretrained=str(tiny_model), device="cpu", batch_size=2)
+    assert lm.model.config._attn_implementation == "trust_sdpa"
+
+
+def test_finished_rows_leave_the_batch(sharp_model):
+    """Greedy rows stop at different steps ("answer" is a stop sequence, 10 tokens the limit): the
+    decoding batch shrinks as they finish, and the answers are still stock `hf`'s."""
+    rng = random.Random(3)
+    requests = [
+        Instance("generate_until", {}, (" ".join(rng.choices(WORDS, k=12)), dict(GREEDY)), 0, ("t", i, 1))
+        for i in range(8)
+    ]
+    stock = HFLM(pretrained=sharp_model, device="cpu", batch_size=8).generate_until(requests)
+    lm = TrustHFLM(pretrained=sharp_model, device="cpu", batch_size=8)
+    rows = []
+    lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[1] == 1
+        else None,
+        with_kwargs=True,
+    )
+    assert lm.generate_until(requests) == stock
+    assert len(set(stock)) > 1 and rows[0] == 8
+    assert rows == sorted(rows, reverse=True) and rows[-1] < 8
