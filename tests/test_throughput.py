@@ -275,9 +275,9 @@ def test_finished_rows_leave_the_batch(sharp_model):
     lm = TrustHFLM(pretrained=sharp_model, device="cpu", batch_size=8)
     rows = []
     lm.model.register_forward_pre_hook(
-        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0])
-        if kwargs["input_ids"].shape[1] == 1
-        else None,
+        lambda module, args, kwargs: (
+            rows.append(kwargs["input_ids"].shape[0]) if kwargs["input_ids"].shape[1] == 1 else None
+        ),
         with_kwargs=True,
     )
     assert lm.generate_until(requests) == stock
