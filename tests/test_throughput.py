@@ -283,3 +283,31 @@ def test_finished_rows_leave_the_batch(sharp_model):
     assert lm.generate_until(requests) == stock
     assert len(set(stock)) > 1 and rows[0] == 8
     assert rows == sorted(rows, reverse=True) and rows[-1] < 8
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_prefill_in_passes_equals_stock_hf(sharp_model, shared):
+    """Twenty prompts of 1 to 30 words beyond an optional shared prefix: two prefill passes (16 + 4
+    rows), each padded to its own longest prompt, give stock `hf`'s answers."""
+    rng = random.Random(5)
+    prefix = " ".join(WORDS * 6) + " " if shared else ""
+    requests = [
+        Instance(
+            "generate_until",
+            {},
+            (prefix + " ".join(rng.choices(WORDS, k=rng.randint(1, 30))), dict(GREEDY_LONG)),
+            0,
+            ("t", i, 1),
+        )
+        for i in range(20)
+    ]
+    stock = HFLM(pretrained=sharp_model, device="cpu", batch_size=20).generate_until(requests)
+    lm = TrustHFLM(pretrained=sharp_model, device="cpu", batch_size=20)
+    passes = []
+    lm.model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: passes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    assert lm.generate_until(requests) == stock
+    assert len(set(stock)) > 3
+    prefill = [shape for shape in passes if shape[1] > 1 and shape[0] > 1]
+    assert [rows for rows, _ in prefill] == [16, 4] and prefill[0][1] > prefill[1][1]
