@@ -310,8 +310,7 @@ class TrustHFLM(HFLM):
             )
             mask[row, :p], mask[row, p + width - n :] = 1, 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        argmax = self._argmax_decodes(kwargs)
-        if argmax:
+        if self._argmax_decodes(kwargs):
             cache = self._prefill(ids, mask, p)
             answers = self._greedy_generate(ids, mask, cache, until, max_gen_toks)
             return [self._finish_text(toks, until) for toks in answers]
@@ -430,7 +429,9 @@ class TrustHFLM(HFLM):
         """A `DynamicCache` holding the given per-layer keys and values, repeated `rows` times."""
         cache = DynamicCache(config=self.model.config)
         for index, (keys, values) in enumerate(layers):
-            cache.update(keys.repeat(rows, 1, 1, 1), values.repeat(rows, 1, 1, 1), index)
+            if rows > 1:
+                keys, values = keys.repeat(rows, 1, 1, 1), values.repeat(rows, 1, 1, 1)
+            cache.update(keys, values, index)
         return cache
 
     def _prefix_cache(self, prefix_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
