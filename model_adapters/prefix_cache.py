@@ -29,15 +29,15 @@ class PrefixCache:
 
     def longest(self, tokens: tuple[int, ...]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
         """How many leading `tokens` a kept prefix covers (0 below `min_tokens`) and its layers."""
-        best, layers = 0, []
-        for key, kept in self.entries.items():
+        best, match = 0, None
+        for key in self.entries:
             n = common_prefix([key, tokens])
             if n > best:
-                best, layers = n, kept
+                best, match = n, key
         if best < self.min_tokens:
             return 0, []
-        self.entries.move_to_end(next(k for k, v in self.entries.items() if v is layers))
-        return best, layers
+        self.entries.move_to_end(match)
+        return best, self.entries[match]
 
     def put(self, tokens: tuple[int, ...], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         if len(tokens) < self.min_tokens:
