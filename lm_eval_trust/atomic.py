@@ -1,0 +1,65 @@
+"""Atomic writes: a uniquely named partial beside the target, renamed into place.
+
+Readers never see a half-written file or folder, concurrent writers never share a partial (threads
+share a pid), and a writer killed part way leaves only a `.<name>.*.part` that `clean_partials`
+removes (call it under the lock that guards the target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def partial_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, directory: bool = False) -> Iterator[Path]:
+    """Yield a fresh partial path beside `target`; on success it replaces `target`, else it is removed.
+
+    With `directory=True` the partial is an empty folder and an existing `target` folder is replaced.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=partial_prefix(target), suffix=".part"))
+    else:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=partial_prefix(target), suffix=".part")
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def write_text(target: Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def clean_partials(target: Path) -> None:
+    """Remove partials of `target` left by killed writers (only safe while holding its lock)."""
+    target = Path(target)
+    for stale in target.parent.glob(partial_prefix(target) + "*.part"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
