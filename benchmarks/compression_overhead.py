@@ -8,7 +8,7 @@ Prints both wall times and ours/direct. Ours also pays for a fresh process (impo
 base weights and reloading the result to measure it. Magnitude pruning has no llm-compressor
 equivalent (its modifier prunes nothing in oneshot), so its direct column is our own mask function.
 
-    python benchmarks/compression_overhead.py --calib-file calib.txt [--methods wanda gptq ...]
+    python benchmarks/compression_overhead.py --calib_file calib.txt [--methods wanda gptq ...]
 """
 
 from __future__ import annotations
@@ -21,33 +21,38 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from lm_eval_trust.model_adapters import compress, embedded
+from lm_eval_trust.compression import CompressionSpec, format_model_args, model_args, parse_setting
+from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.calibration import calibration_dataset
+from lm_eval_trust.model_adapters.pruning import magnitude_prune
+from lm_eval_trust.model_adapters.recipes import recipe, skip_pinned_memory_without_accelerator
 
-ARGS = {
-    "magnitude": "compress=magnitude,structure=2:4",
-    "wanda": "compress=wanda,structure=2:4",
-    "sparsegpt": "compress=sparsegpt,structure=2:4",
-    "gptq": "compress=gptq,bits=4,group_size=64",
-    "awq": "compress=awq,bits=4,group_size=64",
+SETTINGS = {
+    "magnitude": "magnitude:2:4",
+    "wanda": "wanda:2:4",
+    "sparsegpt": "sparsegpt:2:4",
+    "gptq": "gptq:4:g64",
+    "awq": "awq:4:g64",
 }
 
 
-def spec_for(method: str, calib_file: str, samples: int, seqlen: int) -> compress.CompressionSpec:
-    kwargs = dict(pair.split("=") for pair in ARGS[method].split(","))
-    for key in ("bits", "group_size"):
-        if key in kwargs:
-            kwargs[key] = int(kwargs[key])
-    return compress.CompressionSpec(
-        **kwargs, calib_dataset=calib_file, calib_samples=samples, calib_seqlen=seqlen, calib_template="raw"
+def spec_for(method: str, calib_file: str, samples: int, seqlen: int) -> CompressionSpec:
+    return replace(
+        parse_setting(SETTINGS[method]),
+        calib_dataset=calib_file,
+        calib_samples=samples,
+        calib_seqlen=seqlen,
+        calib_template="raw",
     )
 
 
-def run_ours(model: str, method: str, calib_file: str, samples: int, seqlen: int) -> float:
-    args = f"pretrained={model},{ARGS[method]},calib_dataset={calib_file},calib_samples={samples},calib_seqlen={seqlen}"
+def run_ours(model: str, spec: CompressionSpec) -> float:
+    args = format_model_args({"pretrained": model, **model_args(spec)})
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TRUST_CACHE_DIR": cache}
         start = time.perf_counter()
@@ -60,7 +65,7 @@ def run_ours(model: str, method: str, calib_file: str, samples: int, seqlen: int
         return time.perf_counter() - start
 
 
-def run_direct(base: str, spec: compress.CompressionSpec) -> float:
+def run_direct(base: str, spec: CompressionSpec) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
@@ -68,20 +73,18 @@ def run_direct(base: str, spec: compress.CompressionSpec) -> float:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as out:
         if spec.compress == "magnitude":
-            compress.magnitude_prune(model, spec.sparsity, spec.structure)
+            magnitude_prune(model, spec.sparsity, spec.structure)
             model.save_pretrained(out)
         else:
             from llmcompressor import oneshot
 
-            calibration, _ = compress.calibration_dataset(spec, model, tokenizer)
+            calibration, _ = calibration_dataset(spec, model, tokenizer)
             if spec.compress == "awq":
-                from llmcompressor.pipelines import cache as pipeline_cache
-
-                pipeline_cache.IntermediatesCache.pin_memory = lambda self, *a, **k: None
+                skip_pinned_memory_without_accelerator()
             oneshot(
                 model=model,
                 dataset=calibration,
-                recipe=compress.recipe(spec),
+                recipe=recipe(spec),
                 max_seq_length=spec.calib_seqlen,
                 num_calibration_samples=len(calibration),
                 tokenizer=tokenizer,
@@ -96,17 +99,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--calib-file", required=True, help="a local .txt/.jsonl/.json calibration file")
+    parser.add_argument("--calib_file", required=True, help="a local .txt/.jsonl/.json calibration file")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seqlen", type=int, default=256)
-    parser.add_argument("--methods", nargs="+", default=list(ARGS), choices=list(ARGS))
+    parser.add_argument("--methods", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
     base = embedded.resolve(args.model)
     rows = []
     for method in args.methods:
-        ours = run_ours(args.model, method, args.calib_file, args.samples, args.seqlen)
+        spec = spec_for(method, args.calib_file, args.samples, args.seqlen)
+        ours = run_ours(args.model, spec)
         with contextlib.redirect_stdout(sys.stderr):  # llm-compressor logs to stdout
-            direct = run_direct(base, spec_for(method, args.calib_file, args.samples, args.seqlen))
+            direct = run_direct(base, spec)
         rows.append(
             {
                 "method": method,

@@ -6,7 +6,7 @@ builds them with the chat template), three ways to generate the same answers:
   (a) DecodingTrust's way: one prompt at a time through `model.generate`, n samples through
       `num_return_sequences`;
   (b) stock lm-eval `hf` with `repeats` and `--batch_size auto`;
-  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/trust_hf.py`).
+  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/generation.py`).
 
 Tokens are counted on the answers (re-tokenized), so the three are measured on the same unit.
 Work tokens are the distinct prompts' tokens plus the answers' tokens, what (a) computes: on CPU,

@@ -12,20 +12,9 @@ import importlib
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 from lm_eval_trust import TASKS_DIR
 from lm_eval_trust import data as trust_data
-
-
-def _data_root_arg(value: str | None) -> Path:
-    import os
-
-    if value:
-        return Path(value).expanduser()
-    if os.environ.get("TRUST_DATA_DIR"):
-        return Path(os.environ["TRUST_DATA_DIR"]).expanduser()
-    return trust_data.default_data_cache()
 
 
 def _perspective(path: str) -> str:
@@ -45,7 +34,7 @@ def data_main(argv: list[str]) -> int:
     verify_p = sub.add_parser("verify", help="check a data root against the manifest")
     for p in (fetch_p, verify_p):
         p.add_argument(
-            "--data-dir",
+            "--data_dir",
             help="data root (default: $TRUST_DATA_DIR, else the user cache "
             f"{trust_data.default_data_cache()})",
         )
@@ -57,11 +46,11 @@ def data_main(argv: list[str]) -> int:
         )
     fetch_p.add_argument("--path", nargs="+", help="fetch these manifest paths only (as printed in errors)")
     fetch_p.add_argument(
-        "--base-url", help="serve files from this URL instead of GitHub (a mirror of the data root)"
+        "--base_url", help="serve files from this URL instead of GitHub (a mirror of the data root)"
     )
     fetch_p.add_argument("--force", action="store_true", help="download again even if a verified copy exists")
     args = parser.parse_args(argv)
-    root = _data_root_arg(args.data_dir)
+    root = trust_data.data_root(args.data_dir)
     try:
         if args.action == "fetch":
             manifest = trust_data.load_manifest()
@@ -74,7 +63,7 @@ def data_main(argv: list[str]) -> int:
                 return 2
             if args.base_url and not args.base_url.startswith(("http://", "https://", "file://")):
                 print(
-                    f"error: --base-url {args.base_url!r} must be an http://, https:// or file:// URL",
+                    f"error: --base_url {args.base_url!r} must be an http://, https:// or file:// URL",
                     file=sys.stderr,
                 )
                 return 2
@@ -96,11 +85,12 @@ def data_main(argv: list[str]) -> int:
     )
     for perspective, n in sorted(Counter(_perspective(p) for p in report.missing).items()):
         print(
-            f"  missing in {perspective}: {n} (fetch with `lm-eval-trust data fetch --data-dir {root} --only {perspective}`)"
+            f"  missing in {perspective}: {n} (fetch with `{trust_data.fetch_command(root, only=perspective)}`)"
         )
     for path, got in report.mismatched.items():
         print(
-            f"  CORRUPTED {path}: git blob sha1 {got}; re-fetch with `lm-eval-trust data fetch --data-dir {root} --force --path {path}`",
+            f"  CORRUPTED {path}: git blob sha1 {got}; re-fetch with "
+            f"`{trust_data.fetch_command(root, path=path, force=True)}`",
             file=sys.stderr,
         )
     return 1 if report.mismatched else 0
@@ -116,11 +106,11 @@ def scorer_agreement_main(argv: list[str]) -> int:
         "RealToxicityPrompts rows (prompt and continuation texts) in DecodingTrust's toxicity data.",
     )
     parser.add_argument("--scorer", default="offline", choices=toxicity.SCORERS)
-    parser.add_argument("--data-dir", help="data root (default: $TRUST_DATA_DIR, else the user cache)")
-    parser.add_argument("--scorer-path", help="local checkpoint for the detoxify scorer")
+    parser.add_argument("--data_dir", help="data root (default: $TRUST_DATA_DIR, else the user cache)")
+    parser.add_argument("--scorer_path", help="local checkpoint for the detoxify scorer")
     args = parser.parse_args(argv)
     try:
-        data = trust_data.DataRoot(args.data_dir)
+        data = trust_data.DataRoot(args.data_dir, origin="--data_dir")
         scorer = toxicity.get_scorer(args.scorer, {"toxicity_scorer_path": args.scorer_path}, data)
         records = toxicity.rtp_records(data)
     except (trust_data.DataError, toxicity.ScorerError) as err:
@@ -143,10 +133,8 @@ def scorer_agreement_main(argv: list[str]) -> int:
 
 def compress_main(argv: list[str]) -> int:
     """Make (or find in the cache) a compressed checkpoint without evaluating it."""
-    from lm_eval.utils import simple_parse_args_string
-
+    from lm_eval_trust.compression import CompressionError, CompressionSpec, parse_model_args
     from lm_eval_trust.model_adapters import embedded
-    from lm_eval_trust.model_adapters.compress import CompressionError, CompressionSpec
     from lm_eval_trust.model_adapters.trust_hf import compress_base
 
     parser = argparse.ArgumentParser(
@@ -157,8 +145,8 @@ def compress_main(argv: list[str]) -> int:
         "--model_args", required=True, help="e.g. pretrained=smollm2-135m-instruct,compress=gptq,bits=4"
     )
     args = parser.parse_args(argv)
-    model_args = simple_parse_args_string(args.model_args)
     try:
+        model_args = parse_model_args(args.model_args, "--model_args")
         # llm-compressor logs to stdout; keep stdout for the result, so scripts can parse it.
         with contextlib.redirect_stdout(sys.stderr):
             spec = CompressionSpec.pop_from(model_args)
@@ -178,7 +166,7 @@ def lm_eval_main() -> None:
     from lm_eval.utils import setup_logging
 
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
-    from lm_eval_trust.model_adapters.compress import CompressionError
+    from lm_eval_trust.compression import CompressionError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
     from lm_eval_trust.scoring.toxicity import ScorerError
     from lm_eval_trust.secrets import Redactor, env_secrets, secret_values

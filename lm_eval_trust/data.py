@@ -3,13 +3,14 @@
 A data root holds `decodingtrust/data/...` (the public repository's layout) and `advglue/dev.json`,
 the layout of the offline mirror. Files are looked up in this order:
 
-1. an explicit root: `--metadata '{"data_dir": ...}'`, else the `TRUST_DATA_DIR` environment variable;
+1. an explicit root: `--metadata '{"data_dir": ...}'` (`--data_dir` for our subcommands), else the
+   `TRUST_DATA_DIR` environment variable (`explicit_root`);
 2. the user cache (`$TRUST_CACHE_DIR/data`, default `~/.cache/lm_eval_trust/data`);
 3. a download into the user cache, only when no explicit root is given (an explicit root is a
    mirror its owner manages: a file absent there is an error that names the fetch command).
 
 Every file is checked against the manifest (git blob sha1) when it is fetched or verified.
-Downloads come from GitHub at the pinned commits, or from `TRUST_DATA_URL` (or `--base-url`): any
+Downloads come from GitHub at the pinned commits, or from `TRUST_DATA_URL` (or `--base_url`): any
 HTTP server that serves a data root's tree, such as an internal mirror.
 """
 
@@ -21,7 +22,6 @@ import http.client
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -30,6 +30,8 @@ from pathlib import Path
 
 from filelock import FileLock
 from tqdm import tqdm
+
+from lm_eval_trust.atomic import atomic_path, clean_partials
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,38 @@ def default_data_cache() -> Path:
     return cache_root() / "data"
 
 
+def explicit_root(data_dir: str | os.PathLike | None, origin: str) -> tuple[Path | None, str]:
+    """The root named by `data_dir` (given as `origin`), else by TRUST_DATA_DIR, and where it came
+    from; `(None, "user cache")` when neither is set."""
+    if data_dir:
+        return Path(data_dir).expanduser(), origin
+    if os.environ.get("TRUST_DATA_DIR"):
+        return Path(os.environ["TRUST_DATA_DIR"]).expanduser(), "TRUST_DATA_DIR"
+    return None, "user cache"
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The root `data fetch` and `data verify` work on: `--data_dir`, else TRUST_DATA_DIR, else the user cache."""
+    root, _ = explicit_root(data_dir, "--data_dir")
+    return root or default_data_cache()
+
+
+def fetch_command(
+    root: Path | None = None, path: str | None = None, only: str | None = None, force: bool = False
+) -> str:
+    """The `lm-eval-trust data fetch` command that gets a file (or a perspective) into `root`."""
+    parts = ["lm-eval-trust data fetch"]
+    if root is not None:
+        parts.append(f"--data_dir {root}")
+    if force:
+        parts.append("--force")
+    if only:
+        parts.append(f"--only {only}")
+    if path:
+        parts.append(f"--path {path}")
+    return " ".join(parts)
+
+
 def select_entries(manifest: dict[str, ManifestEntry], only: list[str] | None) -> list[ManifestEntry]:
     if not only:
         return list(manifest.values())
@@ -146,12 +180,9 @@ class FetchReport:
 
 
 def _download(url: str, dest: Path, expected: ManifestEntry, timeout: float) -> None:
-    """Download to a temporary file beside `dest`, check the blob sha1, then move it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    """Download to a partial file beside `dest`, check the blob sha1, then move it into place."""
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or expected.size
             with tqdm(total=total, unit="B", unit_scale=True, desc=expected.path, leave=False) as bar:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
@@ -163,9 +194,6 @@ def _download(url: str, dest: Path, expected: ManifestEntry, timeout: float) -> 
                 f"{url}: git blob sha1 {got} does not match the manifest's {expected.git_blob_sha1}; "
                 "the download is corrupt or the source changed, so it was not saved"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch(
@@ -184,9 +212,7 @@ def fetch(
     with FileLock(str(root / ".fetch.lock")):
         for entry in tqdm(entries, desc="DecodingTrust data", unit="file"):
             dest = root / entry.path
-            # Under the root's lock, partial downloads are from fetches killed part way.
-            for stale in dest.parent.glob(f".{dest.name}.*.part") if dest.parent.is_dir() else ():
-                stale.unlink(missing_ok=True)
+            clean_partials(dest)  # under the root's lock, partials are from fetches killed part way
             if not force and dest.is_file() and git_blob_sha1(dest) == entry.git_blob_sha1:
                 report.present.append(entry.path)
                 continue
@@ -213,9 +239,7 @@ class VerifyReport:
 def verify(root: Path, only: list[str] | None = None) -> VerifyReport:
     """Check every manifest file under `root`: present, and with the manifest's blob sha1."""
     if not root.is_dir():
-        raise DataError(
-            f"data root {root} is not a directory; fetch into it with `lm-eval-trust data fetch --data-dir {root}`"
-        )
+        raise DataError(f"data root {root} is not a directory; fetch into it with `{fetch_command(root)}`")
     report = VerifyReport(ok=[], missing=[], mismatched={})
     for entry in select_entries(load_manifest(), only):
         path = root / entry.path
@@ -262,20 +286,16 @@ class DataRoot:
         data_dir: str | os.PathLike | None = None,
         cache: Path | None = None,
         check_manifest: bool = False,
+        origin: str = "--metadata data_dir",
     ):
-        explicit, origin = None, None
-        if data_dir:
-            explicit, origin = Path(data_dir).expanduser(), "--metadata data_dir"
-        elif os.environ.get("TRUST_DATA_DIR"):
-            explicit, origin = Path(os.environ["TRUST_DATA_DIR"]).expanduser(), "TRUST_DATA_DIR"
+        explicit, origin = explicit_root(data_dir, origin)
         if explicit is not None and not explicit.is_dir():
             raise DataError(
                 f"data root {str(explicit)!r} (from {origin}) is not a directory; point {origin} at the "
-                "folder holding decodingtrust/ and advglue/, or run `lm-eval-trust data fetch "
-                f"--data-dir {explicit}` to create it"
+                f"folder holding decodingtrust/ and advglue/, or run `{fetch_command(explicit)}` to create it"
             )
         self.explicit = explicit.resolve() if explicit else None
-        self.origin = origin or "user cache"
+        self.origin = origin
         self.cache = cache or default_data_cache()
         self.check_manifest = check_manifest
         self._manifest = load_manifest()
@@ -289,10 +309,6 @@ class DataRoot:
             if (root / relpath).is_file():
                 return root / relpath
         return None
-
-    def fetch_command(self, relpath: str) -> str:
-        target = f" --data-dir {self.explicit}" if self.explicit else ""
-        return f"lm-eval-trust data fetch{target} --path {relpath}"
 
     def get(self, relpath: str) -> Path:
         """The file's path, downloading it into the cache when no explicit root is set."""
@@ -309,7 +325,7 @@ class DataRoot:
         looked = ", ".join(str(r / relpath) for r in self.roots)
         raise DataError(
             f"missing data file {relpath}: looked in {looked}.{why} "
-            f"Get it with `{self.fetch_command(relpath)}`, or set TRUST_DATA_DIR to a mirror that holds it."
+            f"Get it with `{fetch_command(self.explicit, path=relpath)}`, or set TRUST_DATA_DIR to a mirror that holds it."
         )
 
     def try_get(self, relpath: str) -> tuple[Path | None, str | None]:
@@ -341,7 +357,7 @@ class DataRoot:
         raise DataError(
             f"data file {path} does not match the manifest (git blob sha1 {got}, expected "
             f"{entry.git_blob_sha1}): it is truncated or was changed. Re-fetch it with "
-            f"`lm-eval-trust data fetch --data-dir {root} --force --path {relpath}`"
+            f"`{fetch_command(root, path=relpath, force=True)}`"
         )
 
     def describe(self) -> dict:

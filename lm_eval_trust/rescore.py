@@ -1,8 +1,8 @@
 """`lm-eval-trust rescore`: recompute trust scores from lm-eval sample logs, without a model.
 
-Every metric is recomputed from the raw responses (`resps`), not from the logged items: the
-dimension's batch scorer (`score_responses`, e.g. the toxicity classifier) runs again, then
-`score_item` per document and `aggregate` over the task, exactly as `TrustTask` does in a run. Use it
+Every metric is recomputed from the raw responses (`resps`), not from the logged items, through the
+same `Dimension.score` steps a run takes (batch scorer such as the toxicity classifier, one item
+per document, the dimension's aggregate), with the headline metrics the run's task config declares. Use it
 after a scoring fix, or with `--metadata` to change a scoring option (toxicity scorer, classifier,
 scoring formula). When options change, the dimension's documents are rebuilt from the data with the
 new options (options such as `stereotype_classifier` are stored in each document) and checked to
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import os
 import re
@@ -28,12 +27,15 @@ from datetime import datetime
 from pathlib import Path
 
 from lm_eval_trust.data import DataError, DataRoot
-from lm_eval_trust.task import TaskConfigError, interleave
+from lm_eval_trust.dimension import DIGEST, Dimension, TaskConfigError, document_row, interleave
+from lm_eval_trust.report.runs import ResultsError, find_files, read_results, read_samples
 
 # Options that decide which documents exist or how many generations each got: not changeable here.
 RUN_OPTIONS = ("scenarios", "n_samples", "scenario_n_samples", "scenario_generation_kwargs", "seeds")
 SAMPLES_RE = re.compile(r"^samples_(.+)_([^_]+)\.jsonl$")
 GROUP = "trust"
+# Headline metrics of runs whose task config has no metric_list.
+DEFAULT_HEADLINE = ("score", "refusal_rate", "partial")
 
 
 class RescoreError(ValueError):
@@ -50,20 +52,9 @@ class SamplesFile:
 
 def find_samples(paths: Sequence[Path]) -> list[SamplesFile]:
     """Sample logs named or found under folders, each with the results JSON of its run beside it."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(path.rglob("samples_*.jsonl"))
-            if not files:
-                raise RescoreError(
-                    f"{path}: no samples_*.jsonl below this folder; evaluate with --log_samples"
-                )
-            found += [_pair_with_results(f, named=False) for f in files]
-        elif path.is_file():
-            found.append(_pair_with_results(path, named=True))
-        else:
-            raise RescoreError(f"{path}: no such file or folder")
-    return found
+    named = {Path(p) for p in paths if Path(p).is_file()}
+    files = find_files(paths, "samples_*.jsonl", "evaluate with --log_samples")
+    return [_pair_with_results(f, named=f in named) for f in files]
 
 
 def _pair_with_results(path: Path, named: bool) -> SamplesFile:
@@ -81,46 +72,41 @@ def _pair_with_results(path: Path, named: bool) -> SamplesFile:
     )
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, json.JSONDecodeError) as err:
-        raise RescoreError(f"{path}: unreadable sample log ({err})") from err
-
-
-def dimension_of(config: dict, samples: SamplesFile):
-    """The task's dimension module, or an error saying the task is not a trust task."""
+def dimension_of(config: dict, samples: SamplesFile) -> Dimension:
+    """The task's dimension with its headline metrics, or an error saying it is not a trust task."""
     module = (config.get("metadata") or {}).get("dimension")
     if not module:
         raise RescoreError(
             f"{samples.path}: {samples.task} is not a trust task (its config in {samples.results.name} has "
             "no metadata.dimension); rescore recomputes trust tasks only"
         )
-    return importlib.import_module(module)
+    headline = [m["metric"] for m in config.get("metric_list") or []] or list(DEFAULT_HEADLINE)
+    return Dimension(module, headline, samples.task)
 
 
-def rebuilt_docs(module, options: dict, logged: list[dict], task: str) -> tuple[list[dict], dict]:
+def rebuilt_docs(
+    dimension: Dimension, options: dict, logged: list[dict], task: str
+) -> tuple[list[dict], dict]:
     """The logged documents as the new options build them, and what `load` records.
 
     Documents are matched by `doc_index` (the interleaved order of the run's scenarios); a rebuilt
     document whose prompt differs from the logged one means the options change the prompts.
     """
     try:
-        loaded = module.load(DataRoot(options.get("data_dir")), options)
+        loaded = dimension.module.load(DataRoot(options.get("data_dir")), options)
     except (DataError, TaskConfigError) as err:
         raise RescoreError(f"{task}: rebuilding documents with the new options failed: {err}") from err
     docs = interleave(loaded.docs, options.get("scenarios_run") or loaded.default_scenarios)
-    redact = getattr(module, "redact", None) if options.get("redact_pii") else None
+    redact = loaded.redact if options.get("redact_pii") else None
     out = []
     for doc in logged:
         index = doc.get("doc_index")
         if not isinstance(index, int) or index >= len(docs):
             raise RescoreError(f"{task}: logged doc_index {index!r} is not among the rebuilt documents")
-        new = {**docs[index], "messages": json.dumps(docs[index]["messages"]), "doc_index": index}
+        new = document_row(docs[index], index)
         if redact:
-            new = {k: redact(v) if isinstance(v, str) else v for k, v in new.items()}
-        if new["messages"] != doc.get("messages") or new.get("scenario") != doc.get("scenario"):
+            new = {k: redact(v) if isinstance(v, str) and k != DIGEST else v for k, v in new.items()}
+        if new[DIGEST] != doc.get(DIGEST) or new.get("scenario") != doc.get("scenario"):
             raise RescoreError(
                 f"{task}: with the new --metadata, document {index} has a different prompt than the one the "
                 "model answered; these options need a new evaluation run, not a rescore"
@@ -129,32 +115,27 @@ def rebuilt_docs(module, options: dict, logged: list[dict], task: str) -> tuple[
     return out, {k: v for k, v in loaded.info.items() if k != "warnings"}
 
 
-def rescore_task(module, samples: list[dict], metadata: dict, overrides: dict, task: str):
-    """New metrics, sample log lines and task metadata for one trust task."""
+def rescore_task(dimension: Dimension, samples: list[dict], metadata: dict, overrides: dict, task: str):
+    """New headline metrics, sample log lines and task metadata for one trust task."""
     options = {**metadata, **overrides}
     docs = [s["doc"] for s in samples]
     info: dict = {}
     if overrides:
-        docs, info = rebuilt_docs(module, options, docs, task)
+        docs, info = rebuilt_docs(dimension, options, docs, task)
     resps = [list(s["resps"][0]) if s.get("resps") else [] for s in samples]
-    scorer = getattr(module, "score_responses", None)
-    filtered = scorer(resps, docs, options) if scorer else resps
-    items = [module.score_item(doc, gens) for doc, gens in zip(docs, filtered, strict=True)]
-    scenarios = options.get("scenarios_run") or sorted({i["scenario"] for i in items})
-    metrics = dict(module.aggregate(items, scenarios))
-    new_meta = {**options, **info}
-    if "details" in metrics:
-        new_meta["details"] = metrics.pop("details")
-    if hasattr(module, "metric_names"):
-        names = list(module.metric_names(scenarios))
-    else:
-        names = ["score", "refusal_rate", *(f"score_{s}" for s in scenarios)]
+    scenarios = options.get("scenarios_run") or sorted({d["scenario"] for d in docs})
+    filtered, items, scores = dimension.score(docs, resps, scenarios, options)
+    new_meta = {**options, **info, "breakdown": scores.breakdown}
+    if scores.details is not None:
+        new_meta["details"] = scores.details
+    names = dimension.headline
     lines = []
     for sample, doc, gens, item in zip(samples, docs, filtered, items, strict=True):
         line = {k: v for k, v in sample.items() if k not in (sample.get("metrics") or [])}
-        line.update({"doc": doc, "filtered_resps": [gens], "metrics": names, **{n: item for n in names}})
+        line.update({"doc": doc, "filtered_resps": [gens], "metrics": names})
+        line.update({n: item if n == "score" else None for n in names})
         lines.append(line)
-    return {n: metrics.get(n) for n in names}, lines, new_meta
+    return scores.headline, lines, new_meta
 
 
 def task_results(old: dict, metrics: dict, n_docs: int) -> dict:
@@ -193,10 +174,7 @@ def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None)
     date = datetime.now().isoformat().replace(":", "-")
     written = []
     for results_path, files in by_run.items():
-        try:
-            data = json.loads(results_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise RescoreError(f"{results_path}: not readable as JSON ({err})") from err
+        data = read_results(results_path)
         target = out_dir / results_path.parent.resolve().relative_to(root)
         target.mkdir(parents=True, exist_ok=True)
         new = copy.deepcopy(data)
@@ -204,13 +182,13 @@ def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None)
             config = (data.get("configs") or {}).get(samples.task)
             if config is None:
                 raise RescoreError(f"{samples.path}: task {samples.task} is not in {results_path}")
-            lines = read_jsonl(samples.path)
+            lines = read_samples(samples.path)
             if not (config.get("metadata") or {}).get("dimension") and not samples.named:
                 print(f"rescore: {samples.path.name}: not a trust task, copied unchanged", file=sys.stderr)
             else:
-                module = dimension_of(config, samples)
+                dimension = dimension_of(config, samples)
                 metrics, lines, metadata = rescore_task(
-                    module, lines, config["metadata"], overrides, samples.task
+                    dimension, lines, config["metadata"], overrides, samples.task
                 )
                 metadata["rescored"] = {"from": str(samples.path), "changed_options": overrides}
                 new["configs"][samples.task]["metadata"] = metadata
@@ -257,7 +235,7 @@ def rescore_main(argv: list[str]) -> int:
 
     try:
         written = rescore(args.samples, args.output, overrides)
-    except (RescoreError, ScorerError, DataError) as err:
+    except (RescoreError, ResultsError, ScorerError, DataError) as err:
         print(f"lm-eval-trust rescore: error: {err}", file=sys.stderr)
         return 2
     for path in written:

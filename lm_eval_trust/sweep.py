@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -22,13 +21,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_trust.model_adapters.compress import (
-    PRUNERS,
-    QUANTIZERS,
+from lm_eval_trust import atomic
+from lm_eval_trust.compression import (
+    KIND_KEYS,
+    SETTING_HELP,
     SPEC_KEYS,
-    STRUCTURES,
     CompressionError,
     CompressionSpec,
+    folder_name,
+    format_model_args,
+    model_args,
+    parse_model_args,
+    parse_setting,
 )
 
 # The paper's grid (Hong et al. 2024): GPTQ and AWQ at 3/4/8 bits with group size 128, and the three
@@ -46,15 +50,8 @@ PAPER_GRID = (
     "wanda:2:4",
 )
 DONE_MARKER = "sweep_done.json"
-
-SETTING_HELP = """Settings, in a short form:
-  dense                     the base model as it is
-  gptq:BITS[:gSIZE]         GPTQ at BITS bits (3, 4, 8; 2 too), group size SIZE (default 128)
-  awq:BITS[:gSIZE]          AWQ, likewise
-  METHOD:N:M                magnitude, sparsegpt or wanda pruning with N of every M weights kept
-                            (2:4, 4:8, 1:2; 50% sparsity)
-  METHOD[:unstructured]:S   unstructured pruning to sparsity S (0.5 or 50%)
-e.g. dense gptq:4:g64 wanda:2:4 sparsegpt:unstructured:0.5"""
+# What a setting decides; `--compress_args` holds only what every compressed setting shares.
+SETTING_KEYS = ("compress", *KIND_KEYS["quantize"], *KIND_KEYS["prune"])
 
 
 class SweepError(ValueError):
@@ -63,74 +60,30 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
+    """One `--settings` entry as typed, and the compression it names."""
+
     text: str
-    name: str
-    model_args: dict
+    spec: CompressionSpec
+
+    @classmethod
+    def parse(cls, text: str) -> Setting:
+        return cls(text, parse_setting(text))
+
+    @property
+    def name(self) -> str:
+        return folder_name(self.spec)
+
+    @property
+    def model_args(self) -> dict:
+        return model_args(self.spec)
 
     @property
     def is_dense(self) -> bool:
-        return not self.model_args
-
-
-def _sparsity(token: str, text: str) -> float:
-    try:
-        value = float(token[:-1]) / 100 if token.endswith("%") else float(token)
-    except ValueError:
-        raise SweepError(
-            f"setting {text!r}: {token!r} is neither a structure (N:M, unstructured) nor a sparsity (0.5, 50%)"
-        ) from None
-    return value
-
-
-def parse_setting(text: str) -> Setting:
-    """`gptq:4:g64` -> Setting(name 'gptq-w4-g64', model_args compress=gptq,bits=4,group_size=64)."""
-    method, *rest = text.strip().lower().split(":")
-    if method in ("dense", "none"):
-        if rest:
-            raise SweepError(f"setting {text!r}: dense takes no arguments")
-        return Setting(text, "dense", {})
-    if method in QUANTIZERS:
-        if not rest or not rest[0].isdigit():
-            raise SweepError(
-                f"setting {text!r}: write {method}:BITS[:gSIZE], e.g. {method}:4 or {method}:4:g64"
-            )
-        args = {"compress": method, "bits": int(rest[0])}
-        for token in rest[1:]:
-            if not re.fullmatch(r"g\d+", token):
-                raise SweepError(f"setting {text!r}: {token!r} is not a group size (write g64, g128)")
-            args["group_size"] = int(token[1:])
-        name = f"{method}-w{args['bits']}-g{args.get('group_size', CompressionSpec.group_size)}"
-    elif method in PRUNERS:
-        args = {"compress": method, "structure": "unstructured"}
-        tokens = list(rest)
-        if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
-            args["structure"] = f"{tokens[0]}:{tokens[1]}"
-            tokens = tokens[2:]
-        elif tokens and tokens[0] in ("unstructured", "u"):
-            tokens = tokens[1:]
-        for token in tokens:
-            args["sparsity"] = _sparsity(token, text)
-        if args["structure"] != "unstructured" and "sparsity" not in args:
-            keep, group = STRUCTURES.get(args["structure"]) or (0, 1)
-            args["sparsity"] = 1 - keep / group
-        sparsity = args.get("sparsity", CompressionSpec.sparsity)
-        shape = (
-            args["structure"].replace(":", "of") if args["structure"] != "unstructured" else "unstructured"
-        )
-        name = f"{method}-{shape}-s{round(sparsity * 100)}"
-    else:
-        raise SweepError(
-            f"setting {text!r}: unknown method {method!r}; use dense, {', '.join(QUANTIZERS + PRUNERS)}"
-        )
-    try:
-        CompressionSpec.pop_from(dict(args))
-    except CompressionError as err:
-        raise SweepError(f"setting {text!r}: {err}") from None
-    return Setting(text, name, args)
+        return self.spec.kind is None
 
 
 def parse_settings(texts: list[str]) -> list[Setting]:
-    settings = [parse_setting(t) for t in texts]
+    settings = [Setting.parse(t) for t in texts]
     names = [s.name for s in settings]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -138,27 +91,11 @@ def parse_settings(texts: list[str]) -> list[Setting]:
     return settings
 
 
-def _args_string(args: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in args.items())
-
-
-def _parse_args_string(text: str, flag: str) -> dict:
-    args = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key:
-            raise SweepError(
-                f"{flag}: {part!r} is not key=value (e.g. {flag} pretrained=smollm2-135m-instruct)"
-            )
-        args[key.strip()] = value.strip()
-    return args
-
-
 def setting_command(
     setting: Setting, base_args: dict, compress_args: dict, run_dir: Path, lm_eval_args: list[str]
 ) -> list[str]:
     """The `lm-eval-trust run` command line of one setting."""
-    model_args = {**base_args, **(compress_args if not setting.is_dense else {}), **setting.model_args}
+    args = {**base_args, **(compress_args if not setting.is_dense else {}), **setting.model_args}
     return [
         sys.executable,
         "-m",
@@ -167,7 +104,7 @@ def setting_command(
         "--model",
         "trust-hf",
         "--model_args",
-        _args_string(model_args),
+        format_model_args(args),
         "--output_path",
         str(run_dir),
         "--log_samples",
@@ -201,9 +138,7 @@ def mark_done(run_dir: Path, setting: Setting, command: list[str], seconds: floa
         "command_key": command_key(command),
         "seconds": round(seconds, 1),
     }
-    partial = run_dir / f".{DONE_MARKER}.{os.getpid()}"
-    partial.write_text(json.dumps(record, indent=2))
-    os.replace(partial, run_dir / DONE_MARKER)
+    atomic.write_text(run_dir / DONE_MARKER, json.dumps(record, indent=2))
 
 
 def _clock(seconds: float) -> str:
@@ -293,7 +228,7 @@ def sweep_main(argv: list[str]) -> int:
         ]
         if forbidden:
             raise SweepError(f"{forbidden[0]} is set by the sweep for each setting; drop it")
-        base_args = _parse_args_string(args.model_args, "--model_args")
+        base_args = parse_model_args(args.model_args, "--model_args")
         if "pretrained" not in base_args:
             raise SweepError("--model_args needs pretrained=... (a model alias, path or hub id)")
         given = sorted(set(base_args) & set(SPEC_KEYS))
@@ -302,9 +237,15 @@ def sweep_main(argv: list[str]) -> int:
                 f"--model_args sets {given}; compression belongs in --settings and calibration in "
                 "--compress_args (see --help)"
             )
-        compress_args = _parse_args_string(args.compress_args, "--compress_args")
+        compress_args = parse_model_args(args.compress_args, "--compress_args")
+        given = [k for k in SETTING_KEYS if k in compress_args]
+        if given:
+            raise SweepError(
+                f"--compress_args sets {given}; each setting decides those, so write them in --settings "
+                "(see --help)"
+            )
         settings = parse_settings(args.settings)
-    except SweepError as err:
+    except (SweepError, CompressionError) as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
         return 2
     output = Path(args.output_path)

@@ -1,115 +1,73 @@
 """`TrustTask`: the one lm-eval task class behind every trust dimension.
 
-A dimension is configured by its YAML (`tasks/<dimension>/trust_<dimension>.yaml`); everything that
-differs between dimensions sits under the YAML's `metadata:` (lm-eval rejects unknown top-level
-keys) and in the dimension module it names, which provides pure functions:
-
-- `SCENARIO_PREFIX`: every scenario name of the dimension starts with it;
-- `load(data, options) -> Loaded`: data files -> docs (`scenario`, `messages`, fields to score);
-- `score_item(doc, generations) -> dict`: one doc's generations -> a small JSON-able item;
-- `aggregate(items, scenarios) -> dict`: all items -> `score`, `refusal_rate`, `score_<scenario>`;
-- optionally `metric_names(scenarios) -> {name: higher_is_better}`, when a dimension reports more
-  than those (component scores, a `partial` flag); `aggregate` may also return `details`, a
-  JSON-able payload (e.g. matrices for heat maps) recorded under the task's results metadata;
-- optionally `score_responses(resps, docs, options) -> resps`: runs once over all responses of the
-  task (as lm-eval's filter step), for scorers that work in batches (toxicity classifiers).
+A dimension is its YAML (`tasks/<dimension>/trust_<dimension>.yaml`, which includes the shared
+`tasks/_trust_template_yaml`) and the pure module the YAML names (see `lm_eval_trust.dimension`).
+Everything that differs between dimensions sits under the YAML's `metadata:` (lm-eval rejects
+unknown top-level keys), its generation settings and its `metric_list`.
 
 Options read from the merged metadata (YAML defaults, then `--metadata`, which wins):
 `scenarios` (names to run; names of other dimensions are ignored), `data_dir`, `n_samples`
 (samples per prompt for every sampled scenario, overriding the YAML's per-scenario
 `scenario_n_samples` glob patterns), `scenario_generation_kwargs` (per-scenario overrides of
 `generation_kwargs`, keyed by scenario name or glob pattern, merged last so they also win over
-`--gen_kwargs`), `redact_pii` (mask personal data in logged samples, for dimensions whose module
-defines `redact(text) -> str`).
+`--gen_kwargs`), `redact_pii` (mask personal data in logged samples, for dimensions whose data
+has some).
+
+Each document yields one scored item, logged under `score`; the other headline metrics carry no
+per-document value (null) and, like the per-scenario breakdown, are computed from those items.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from itertools import zip_longest
 
 import datasets
-from lm_eval.api.filter import Filter, FilterEnsemble
+import lm_eval.api.metrics  # noqa: F401  (built-in aggregations first: see `register_aggregation`)
+from lm_eval.api.filter import Filter
 from lm_eval.api.instance import Instance
+from lm_eval.api.registry import register_aggregation, register_filter
 from lm_eval.api.task import ConfigurableTask
 
 from lm_eval_trust import chat
 from lm_eval_trust.data import DataRoot
+from lm_eval_trust.dimension import (
+    DIGEST,
+    Dimension,
+    Loaded,
+    Scores,
+    TaskConfigError,
+    document_row,
+    interleave,
+    messages_json,
+    select_scenarios,
+)
 from lm_eval_trust.secrets import scrub_options
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Loaded", "TaskConfigError", "TrustTask", "interleave"]
 
-class TaskConfigError(ValueError):
-    """A task option (YAML or `--metadata`) is invalid; the message names it and the fix."""
-
-
-@dataclass
-class Loaded:
-    """What a dimension module's `load` returns."""
-
-    docs: list[dict]
-    scenarios: list[str]
-    default_scenarios: list[str]
-    info: dict = field(default_factory=dict)
+AGGREGATION = "trust_dimension"
 
 
-def interleave(docs: list[dict], scenarios: list[str]) -> list[dict]:
-    """Round-robin over scenarios, so `--limit N` samples every scenario instead of the first."""
-    by_scenario: dict[str, list[dict]] = {s: [] for s in scenarios}
-    for doc in docs:
-        if doc["scenario"] in by_scenario:
-            by_scenario[doc["scenario"]].append(doc)
-    rows = zip_longest(*by_scenario.values())
-    return [doc for row in rows for doc in row if doc is not None]
-
-
-def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[str]:
-    """The scenarios to run: `--metadata scenarios` restricted to this dimension, else its defaults."""
-    if requested is None:
-        return list(loaded.default_scenarios)
-    if isinstance(requested, str):
-        requested = [requested]
-    if not isinstance(requested, list) or not all(isinstance(s, str) for s in requested):
-        raise TaskConfigError(
-            f"{task}: --metadata scenarios must be a list of scenario names, got {requested!r}"
-        )
-    mine = [s for s in requested if s.startswith(prefix)]
-    if not mine:
-        return list(loaded.default_scenarios)
-    unknown = [s for s in mine if s not in loaded.scenarios]
-    if unknown:
-        raise TaskConfigError(
-            f"{task}: unknown scenario(s) {unknown} in --metadata scenarios; this data has: "
-            f"{', '.join(loaded.scenarios)}"
-        )
-    return [s for s in loaded.scenarios if s in mine]
-
-
-class ScoreResponses(Filter):
-    """lm-eval filter step that hands every response of the task to the dimension's batch scorer.
-
-    It also counts empty generations into `counts`, since several scores reward saying nothing.
-    """
-
-    def __init__(
-        self, score: Callable | None = None, options: dict | None = None, counts: dict | None = None
-    ):
-        self.score, self.options = score, options or {}
-        self.counts = counts if counts is not None else {}
+@register_filter("trust_keep_samples")
+class KeepSamples(Filter):
+    """Every sample of a prompt, as a list (lm-eval's default `take_first` keeps only the first)."""
 
     def apply(self, resps, docs):
-        resps = [list(r) for r in resps]
-        flat = [g for r in resps for g in r]
-        self.counts["generations"] = len(flat)
-        self.counts["empty"] = sum(1 for g in flat if isinstance(g, str) and not g.strip())
-        return self.score(resps, docs, self.options) if self.score else resps
+        return [list(r) for r in resps]
+
+
+@register_aggregation(AGGREGATION)
+def dimension_aggregation(items):
+    """Named in the YAMLs' `metric_list`: the dimension's own formula, which `TrustTask` computes."""
+    raise TaskConfigError(
+        f"aggregation `{AGGREGATION}` is computed by lm_eval_trust.task.TrustTask; use it only in a "
+        "task whose YAML includes tasks/_trust_template_yaml"
+    )
 
 
 class TrustTask(ConfigurableTask):
@@ -117,17 +75,9 @@ class TrustTask(ConfigurableTask):
         cfg = dict(config or {})
         cfg.pop("class", None)
         super().__init__(config=cfg, **kwargs)
-        # lm-eval's default filter keeps only the first of `repeats` samples; keep them all (and
-        # let a batch scorer see them all at once). The pipeline keeps lm-eval's name `none`.
-        self.generation_counts: dict[str, int] = {}
-        scorer = partial(
-            ScoreResponses,
-            getattr(self.dimension, "score_responses", None),
-            self.options,
-            self.generation_counts,
-        )
-        self._filters = [FilterEnsemble(name="none", filters=[scorer])]
-        self._aggregated: tuple[tuple, dict] | None = None
+        self._scores: tuple[tuple, Scores] | None = None
+        self._instances_by_doc: dict[int, list[Instance]] | None = None
+        self._request_kwargs: dict[str, dict] = {}
 
     @property
     def options(self) -> dict:
@@ -135,30 +85,39 @@ class TrustTask(ConfigurableTask):
 
     def download(self, dataset_kwargs=None, **kwargs) -> None:
         options = self.options
+        task = self.config.task
         if "dimension" not in options:
-            raise TaskConfigError(f"{self.config.task}: its YAML must set metadata.dimension")
-        self.dimension = importlib.import_module(options["dimension"])
+            raise TaskConfigError(f"{task}: its YAML must set metadata.dimension")
+        metrics = self.config.metric_list or []
+        odd = [m.get("metric") for m in metrics if m.get("aggregation") != AGGREGATION]
+        if odd:
+            raise TaskConfigError(
+                f"{task}: metric_list entries {odd} need `aggregation: {AGGREGATION}` (the dimension's "
+                "formula over every document's item)"
+            )
+        self.dimension = Dimension(options["dimension"], [m["metric"] for m in metrics], task)
         for key in ("scenario_generation_kwargs", "scenario_n_samples"):
             if not isinstance(options.get(key) or {}, dict):
                 raise TaskConfigError(
-                    f"{self.config.task}: --metadata {key} must map scenario names or patterns to "
-                    f"values, got {options[key]!r}"
+                    f"{task}: --metadata {key} must map scenario names or patterns to values, got "
+                    f"{options[key]!r}"
                 )
         data = DataRoot(options.get("data_dir"), check_manifest=True)
-        loaded: Loaded = self.dimension.load(data, options)
+        loaded: Loaded = self.dimension.module.load(data, options)
         self.scenarios = select_scenarios(
-            options.get("scenarios"), loaded, self.dimension.SCENARIO_PREFIX, self.config.task
+            options.get("scenarios"), loaded, self.dimension.module.SCENARIO_PREFIX, task
         )
         docs = interleave(loaded.docs, self.scenarios)
         if not docs:
-            raise TaskConfigError(f"{self.config.task}: no documents for scenarios {self.scenarios}")
+            raise TaskConfigError(f"{task}: no documents for scenarios {self.scenarios}")
         clash = sorted(k for k in loaded.info if k in options and loaded.info[k] != options[k])
         if clash:
-            raise TaskConfigError(
-                f"{self.config.task}: {options['dimension']}.load returned option names {clash}"
-            )
+            raise TaskConfigError(f"{task}: {options['dimension']}.load returned option names {clash}")
         for warning in loaded.info.get("warnings", []):
-            log.warning("%s: %s", self.config.task, warning)
+            log.warning("%s: %s", task, warning)
+        self.redact = loaded.redact
+        if options.get("redact_pii") and self.redact is None:
+            raise TaskConfigError(f"{task} has no personal data to redact; drop redact_pii")
         # Recorded in the results JSON under configs.<task>.metadata; lm-eval merges --model_args
         # into it, so secret-named options (an API key, an HF token) are dropped once read.
         self.config.metadata = scrub_options(
@@ -169,7 +128,8 @@ class TrustTask(ConfigurableTask):
         }
         if sampled:
             self.config.metadata["samples_per_prompt"] = sampled
-        rows = [{**d, "messages": json.dumps(d["messages"]), "doc_index": i} for i, d in enumerate(docs)]
+        self.messages = [messages_json(d) for d in docs]
+        rows = [document_row(d, i) for i, d in enumerate(docs)]
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
     def has_training_docs(self) -> bool:
@@ -185,7 +145,7 @@ class TrustTask(ConfigurableTask):
         return self.dataset["test"]
 
     def doc_to_text(self, doc, doc_to_text=None) -> str:
-        return json.loads(doc["messages"])[-1]["content"]
+        return json.loads(self.messages[doc["doc_index"]])[-1]["content"]
 
     def doc_to_target(self, doc, doc_to_target=None) -> str:
         return str(doc.get("target", ""))
@@ -204,7 +164,7 @@ class TrustTask(ConfigurableTask):
 
         lm-eval's few-shot sampler is not used: DecodingTrust fixes each doc's demonstrations.
         """
-        messages = json.loads(doc["messages"])
+        messages = json.loads(self.messages[doc["doc_index"]])
         template = chat_template if apply_chat_template else None
         try:
             return chat.render(messages, template, system_instruction)
@@ -248,27 +208,34 @@ class TrustTask(ConfigurableTask):
         kwargs.pop("chat_template", None)
         task_name, doc_id, _ = kwargs.pop("metadata")
         scenario = doc["scenario"]
+        # One settings dict per scenario, shared by its requests (models copy before changing it);
+        # built here, after lm-eval has applied --gen_kwargs to the task.
+        if scenario not in self._request_kwargs:
+            self._request_kwargs[scenario] = self.generation_kwargs_for(scenario)
         return Instance(
             request_type="generate_until",
             doc=doc,
-            arguments=(ctx, self.generation_kwargs_for(scenario)),
+            arguments=(ctx, self._request_kwargs[scenario]),
             idx=0,
             metadata=(task_name, doc_id, self.n_samples_for(scenario)),
             **kwargs,
         )
 
-    def metric_names(self) -> dict[str, bool]:
-        """Every metric the dimension reports, with whether higher is better."""
-        if hasattr(self.dimension, "metric_names"):
-            return self.dimension.metric_names(self.scenarios)
-        return {"score": True, "refusal_rate": False, **{f"score_{s}": True for s in self.scenarios}}
+    def apply_filters(self) -> None:
+        """The YAML's filters (every sample kept), then the dimension's batch scorer over all of them."""
+        super().apply_filters()
+        instances = self.instances
+        resps = [inst.filtered_resps["none"] for inst in instances]
+        self._count_empty(resps)
+        scored = self.dimension.score_responses(resps, [inst.doc for inst in instances], self.options)
+        for inst, resp in zip(instances, scored, strict=True):
+            inst.filtered_resps["none"] = resp
 
     def process_results(self, doc, results) -> dict:
-        generations = list(results[0])
-        item = self.dimension.score_item(doc, generations)
+        item = self.dimension.score_item(doc, list(results[0]))
         if self.options.get("redact_pii"):
             self._redact_logged(doc, results)
-        return {name: item for name in self.metric_names()}
+        return {name: item if name == "score" else None for name in self.dimension.headline}
 
     def _redact_logged(self, doc, results) -> None:
         """Mask personal data in what lm-eval logs for this doc, after it has been scored.
@@ -276,15 +243,13 @@ class TrustTask(ConfigurableTask):
         lm-eval logs the doc, the request arguments and the responses right after
         `process_results`, from these same objects, so they are rewritten in place.
         """
-        redact = getattr(self.dimension, "redact", None)
-        if redact is None:
-            raise TaskConfigError(f"{self.config.task} has no personal data to redact; drop redact_pii")
-        if not hasattr(self, "_instances_by_doc"):
+        redact = self.redact
+        if self._instances_by_doc is None:
             self._instances_by_doc = {}
             for inst in self.instances:
                 self._instances_by_doc.setdefault(inst.doc["doc_index"], []).append(inst)
         for key, value in list(doc.items()):
-            if isinstance(value, str):
+            if isinstance(value, str) and key != DIGEST:
                 doc[key] = redact(value)
         for inst in self._instances_by_doc.get(doc["doc_index"], []):
             inst.arguments = (redact(inst.arguments[0]), *inst.arguments[1:])
@@ -293,42 +258,44 @@ class TrustTask(ConfigurableTask):
         for generations in results:
             generations[:] = [redact(g) for g in generations]
 
-    def aggregate(self, items: list) -> dict:
-        """The dimension's aggregate over all items, computed once for all of its metrics.
+    def scores(self, items: list) -> Scores:
+        """The dimension's numbers over the `score` items, once per set of items.
 
-        Every metric receives the same item objects (`process_results` returns one item under each
-        name), so their identities key the memo.
+        lm-eval aggregates each headline metric separately; `score` comes first (its items are the
+        documents' scored items), the others receive nulls and read the same computation.
         """
+        if items and all(item is None for item in items):
+            if self._scores is None:
+                raise TaskConfigError(f"{self.config.task}: `score` must be aggregated first")
+            return self._scores[1]
         key = tuple(map(id, items))
-        if self._aggregated is None or self._aggregated[0] != key:
-            result = dict(self.dimension.aggregate(items, self.scenarios))
-            if "details" in result:
-                self.config.metadata["details"] = result.pop("details")
-            self._record_empty_generations()
-            self._aggregated = (key, result)
-        return self._aggregated[1]
+        if self._scores is None or self._scores[0] != key:
+            scores = self.dimension.aggregate(items, self.scenarios)
+            self.config.metadata["breakdown"] = scores.breakdown
+            if scores.details is not None:
+                self.config.metadata["details"] = scores.details
+            self._scores = (key, scores)
+        return self._scores[1]
 
-    def _record_empty_generations(self) -> None:
+    def _count_empty(self, resps: list[list]) -> None:
         """An empty answer scores as no leak, no toxicity, no agreement: say when most are empty."""
-        counts = self.generation_counts
-        if not counts.get("generations"):
+        flat = [g for r in resps for g in r]
+        if not flat:
             return
-        self.config.metadata["empty_generations"] = dict(counts)
-        if counts["empty"] * 2 > counts["generations"]:
+        empty = sum(1 for g in flat if isinstance(g, str) and not g.strip())
+        self.config.metadata["empty_generations"] = {"generations": len(flat), "empty": empty}
+        if empty * 2 > len(flat):
             log.warning(
                 "%s: %d of %d generations are empty, so its score measures silence (an empty answer "
                 "leaks nothing and is not toxic); check the model's chat template, stop sequences "
                 "and max_gen_toks",
                 self.config.task,
-                counts["empty"],
-                counts["generations"],
+                empty,
+                len(flat),
             )
 
     def _metric(self, name: str, items: list):
-        return self.aggregate(items)[name]
+        return self.scores(items).headline[name]
 
     def aggregation(self) -> dict:
-        return {name: partial(self._metric, name) for name in self.metric_names()}
-
-    def higher_is_better(self) -> dict:
-        return self.metric_names()
+        return {name: partial(self._metric, name) for name in self.dimension.headline}

@@ -16,13 +16,12 @@ import difflib
 import importlib.util
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
+from lm_eval_trust.atomic import atomic_path, clean_partials
 from lm_eval_trust.data import cache_root
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,13 @@ def check_name(name: str) -> None:
 
 
 def convert(gguf: Path, out: Path) -> None:
-    """GGUF -> fp32 safetensors checkpoint with a working tokenizer and chat template."""
+    """GGUF -> fp32 safetensors checkpoint with a working tokenizer and chat template.
+
+    transformers 5.17.0 leaves a GGUF-loaded model with its `GgufHfQuantizer`, whose
+    `is_serializable()` is False (`save_pretrained` raises "The model is quantized with gguf and is
+    not serializable"), and its `GgufConfig` in `config.quantization_config`, which would be saved
+    with the dense weights; both are dropped. The eos and pad tokens fix the GGUF file's metadata.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -172,17 +177,11 @@ def resolve(name: str) -> str:
     with FileLock(str(target) + ".lock"):
         if _is_whole(target):
             return str(target)
-        # Under the lock, leftovers are from runs killed part way.
-        for stale in target.parent.glob(f".{name}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        clean_partials(target)  # under the lock, partials are from runs killed part way
         if target.exists():
             log.warning("The converted model in %s is damaged; converting it again", target)
             shutil.rmtree(target)
         log.info("Converting %s to a transformers checkpoint in %s (once)", gguf, target)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-        try:
+        with atomic_path(target, directory=True) as tmp:
             convert(gguf, tmp)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return str(target)

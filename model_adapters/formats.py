@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lm_eval_trust.model_adapters.compress import CompressionError, target_linears
+from lm_eval_trust.compression import CompressionError
+from lm_eval_trust.model_adapters.targets import target_linears
 
 # transformers 5 loads both GPTQ- and AWQ-format checkpoints through GPTQModel's kernels (AutoAWQ is
 # deprecated and does not support transformers 5); GPTQ also needs optimum.
@@ -43,9 +44,24 @@ def check_backend(fmt: str) -> None:
         raise CompressionError(
             f"this checkpoint is in {fmt.upper()} format and needs {', '.join(missing)}: {install}"
         )
-    # GPTQModel sizes its CPU thread pool from the idle cores it sees at import, and fails on a busy
-    # 2-core machine ("requests 2 workers but parent 'cpu' only has 1") unless told the count.
+    set_gptqmodel_cpu_workers()
+
+
+def set_gptqmodel_cpu_workers() -> None:
+    """Tell GPTQModel how many CPU workers to use, unless `GPTQMODEL_CPU_WORKERS` is set already.
+
+    GPTQModel 7.6.0 sizes its CPU thread pool from the idle cores it sees at import, and on a busy
+    2-core machine fails to load ("requests 2 workers but parent 'cpu' only has 1") without it.
+    """
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
+
+
+def measured_weights(model, checkpoint_format: str) -> dict:
+    """What the loaded weights are (sparsity, fake-quantization levels), whoever compressed them,
+    in the largest group of 128 down to 8 inputs that divides every layer's input size."""
+    sizes = {m.in_features for m in target_linears(model).values()}
+    group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
+    return {"checkpoint_format": checkpoint_format, **weight_statistics(model, group)}
 
 
 def weight_statistics(model, group_size: int | None = 128) -> dict:

@@ -20,7 +20,11 @@ def sample_key(context: str, gen_kwargs: dict, index: int) -> str:
 
 
 class SampleStore:
-    """Reads and writes samples through lm-eval's cache hook; does nothing without `--use_cache`."""
+    """Reads and writes samples through lm-eval's cache hook; does nothing without `--use_cache`.
+
+    lm-eval 0.4.13's `CachingLM` neither reads nor keys sampled `generate_until` requests by sample,
+    so without this a killed toxicity or stereotype run draws every sample again.
+    """
 
     def __init__(self, cache_hook):
         self.db = getattr(cache_hook, "dbdict", None)

@@ -25,9 +25,20 @@ _KeepFunctionTags.add_constructor("!function", lambda loader, node: loader.const
 
 
 def task_config(dimension: str) -> dict:
-    """A dimension's YAML as written (prompts, templates and options live under `metadata`)."""
-    with open(TASKS_DIR / dimension / f"trust_{dimension}.yaml") as f:
-        return yaml.load(f, Loader=_KeepFunctionTags)
+    """A dimension's YAML with its `include:` merged (prompts, templates and options under `metadata`)."""
+    path = TASKS_DIR / dimension / f"trust_{dimension}.yaml"
+    with open(path) as f:
+        config = yaml.load(f, Loader=_KeepFunctionTags)
+    base = config.pop("include", None)
+    if base is None:
+        return config
+    with open(path.parent / base) as f:
+        return {**yaml.load(f, Loader=_KeepFunctionTags), **config}
+
+
+def yaml_headline(dimension: str) -> list[str]:
+    """The headline metrics a dimension's YAML declares in `metric_list`."""
+    return [m["metric"] for m in task_config(dimension)["metric_list"]]
 
 
 class TreeRoot:

@@ -1,4 +1,8 @@
-"""Hand-made lm-eval results files and sample logs, in the layout lm-eval 0.4.13 writes."""
+"""Hand-made lm-eval results files and sample logs, in the layout lm-eval 0.4.13 writes.
+
+Trust tasks report the headline metrics in `results`, every other number (per-scenario scores) in
+`configs[task]["metadata"]["breakdown"]`, and log each document's scored item under `score` only.
+"""
 
 import json
 from pathlib import Path
@@ -6,6 +10,7 @@ from pathlib import Path
 ADVGLUE = "lm_eval_trust.tasks.advglue.advglue"
 ADVGLUE_SCENARIOS = ["advglue_dev_sst2", "advglue_dev_qqp"]
 DATE = "2026-01-01T00-00-00.000000"
+HEADLINE = ("score", "refusal_rate", "partial")
 
 
 def compression(method: str, **arguments) -> dict | None:
@@ -45,7 +50,6 @@ def advglue_samples(docs: list[dict], answers: list[str]) -> list[dict]:
     lines = []
     for i, (doc, answer) in enumerate(zip(docs, answers, strict=True)):
         item = advglue.score_item(doc, [answer])
-        names = list(advglue.metric_names(ADVGLUE_SCENARIOS))
         lines.append(
             {
                 "doc_id": i,
@@ -54,15 +58,17 @@ def advglue_samples(docs: list[dict], answers: list[str]) -> list[dict]:
                 "resps": [[answer]],
                 "filtered_resps": [[answer]],
                 "filter": "none",
-                "metrics": names,
+                "metrics": list(HEADLINE),
                 "doc_hash": f"hash{i}",
-                **{name: item for name in names},
+                **{name: None for name in HEADLINE},
+                "score": item,
             }
         )
     return lines
 
 
-def trust_results(task: str, score, partial: float = 0.0, refusal: float = 0.0, **extra) -> dict:
+def trust_results(task: str, score, partial: float = 0.0, refusal: float = 0.0) -> dict:
+    """A trust task's `results` entry: the headline metrics only."""
     return {
         "name": task,
         "alias": task,
@@ -70,7 +76,6 @@ def trust_results(task: str, score, partial: float = 0.0, refusal: float = 0.0, 
         "score_stderr,none": "N/A",
         "refusal_rate,none": refusal,
         "partial,none": partial,
-        **{f"{k},none": v for k, v in extra.items()},
     }
 
 
@@ -109,6 +114,7 @@ def write_run(
 
 
 def advglue_config(**metadata) -> dict:
+    """`configs.trust_advglue`; pass `breakdown={name: value}` for the per-scenario numbers."""
     return {
         "task": "trust_advglue",
         "metadata": {

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import TreeRoot, task_config
+from conftest import TreeRoot, task_config, yaml_headline
 
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
@@ -152,9 +152,4 @@ def test_score_with_all_three_families_is_not_partial():
     assert result["partial"] == 0.0
     # counterfactual 1, spurious 1, 1 - ASR = 0 (every backdoor attack succeeded)
     assert result["score"] == pytest.approx(100 * 2 / 3)
-    assert (
-        adv_demo.metric_names(["advdemo_backdoor_addsent_setup1_asr"])[
-            "score_advdemo_backdoor_addsent_setup1_asr"
-        ]
-        is False
-    )
+    assert set(yaml_headline("adv_demo")) <= set(result)

@@ -7,15 +7,17 @@ import pytest
 import torch
 from conftest import WORDS, evaluate_checkpoint, read_results
 
-from lm_eval_trust.model_adapters import compress
-from lm_eval_trust.model_adapters.compress import CompressionError, CompressionSpec
+from lm_eval_trust.compression import STRUCTURES, CompressionError, CompressionSpec
+from lm_eval_trust.model_adapters.compress import compressed_checkpoint
+from lm_eval_trust.model_adapters.pruning import magnitude_masks, magnitude_prune
+from lm_eval_trust.model_adapters.targets import check_group_size, target_linears
 
 
 @pytest.mark.parametrize("structure, keep, group", [("2:4", 2, 4), ("4:8", 4, 8), ("1:2", 1, 2)])
 def test_n_m_masks_are_exact_and_keep_the_largest(structure, keep, group):
     torch.manual_seed(0)
     weight = torch.randn(6, 16)
-    mask = compress.magnitude_masks(weight, 0.5, structure)
+    mask = magnitude_masks(weight, 0.5, structure)
     groups = mask.reshape(6, -1, group)
     assert bool((groups.sum(-1) == keep).all())
     kept = (weight.abs() * mask).reshape(6, -1, group)
@@ -25,7 +27,7 @@ def test_n_m_masks_are_exact_and_keep_the_largest(structure, keep, group):
 
 def test_unstructured_mask_zeroes_exactly_the_requested_share():
     weight = torch.arange(1.0, 101.0).reshape(10, 10)
-    mask = compress.magnitude_masks(weight, 0.3, "unstructured")
+    mask = magnitude_masks(weight, 0.3, "unstructured")
     assert int((~mask).sum()) == 30 and bool((~mask).flatten()[:30].all())
 
 
@@ -61,7 +63,7 @@ def test_group_size_error_lists_sizes_that_work(tiny_model):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     with pytest.raises(CompressionError, match=r"sizes that work: \[8, 16\]"):
-        compress.check_group_size(model, 128)
+        check_group_size(model, 128)
 
 
 @pytest.fixture
@@ -97,34 +99,34 @@ def _logits(path_or_model, tokenizer_path):
 @pytest.mark.parametrize("structure", ["unstructured", "2:4", "4:8", "1:2"])
 def test_magnitude_checkpoint_is_measured_cached_and_reloads_equal(tiny_model, isolated_cache, structure):
     spec = _spec(compress="magnitude", structure=structure)
-    path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    path, meta = compressed_checkpoint(str(tiny_model), "base", spec)
     assert meta["sparsity"] == pytest.approx(0.5)
     assert set(meta["sparsity_by_layer_type"]) >= {"q_proj", "down_proj"}
     if structure != "unstructured":
-        keep, group = compress.STRUCTURES[structure]
+        keep, group = STRUCTURES[structure]
         assert meta[f"share_of_groups_{keep}_{group}"] == 1.0
-    again, _ = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    again, _ = compressed_checkpoint(str(tiny_model), "base", spec)
     assert again == path and (path / "compression.json").stat().st_mtime == pytest.approx(
         (again / "compression.json").stat().st_mtime
     )
     from transformers import AutoModelForCausalLM
 
     pruned = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    compress.magnitude_prune(pruned, 0.5, structure)
+    magnitude_prune(pruned, 0.5, structure)
     assert torch.equal(_logits(pruned, tiny_model), _logits(path, tiny_model))
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_oneshot_pruning_2_4(tiny_model, isolated_cache, calib_file, method):
     spec = _spec(compress=method, structure="2:4", calib_dataset=str(calib_file))
-    _, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    _, meta = compressed_checkpoint(str(tiny_model), "base", spec)
     assert meta["sparsity"] == pytest.approx(0.5) and meta["share_of_groups_2_4"] == 1.0
     assert meta["calibration"]["dataset"] == str(calib_file) and meta["calibration"]["samples"] == 4
 
 
 def test_gptq_4_bit_is_packed_and_loads_through_transformers(tiny_model, isolated_cache, calib_file):
     spec = _spec(compress="gptq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
-    path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    path, meta = compressed_checkpoint(str(tiny_model), "base", spec)
     config = json.loads((path / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "compressed-tensors"
     # 4-bit packed weights plus one fp32 scale per group of 8 (4 more bits per weight), plus shapes
@@ -135,7 +137,7 @@ def test_gptq_4_bit_is_packed_and_loads_through_transformers(tiny_model, isolate
 
 def test_awq_4_bit_runs_on_cpu_and_is_packed(tiny_model, isolated_cache, calib_file):
     spec = _spec(compress="awq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
-    path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    path, meta = compressed_checkpoint(str(tiny_model), "base", spec)
     quantization = json.loads((path / "config.json").read_text())["quantization_config"]
     assert quantization["quant_method"] == "compressed-tensors"
     assert quantization["config_groups"]["group_0"]["weights"]["num_bits"] == 4
@@ -147,7 +149,7 @@ def test_awq_4_bit_runs_on_cpu_and_is_packed(tiny_model, isolated_cache, calib_f
 def test_missing_calibration_source_lists_offline_options(tiny_model, isolated_cache):
     spec = _spec(compress="wanda", calib_dataset="no-such-org/no-such-dataset")
     with pytest.raises(CompressionError, match="calib_dataset=self"):
-        compress.compressed_checkpoint(str(tiny_model), "base", spec)
+        compressed_checkpoint(str(tiny_model), "base", spec)
 
 
 def test_trust_hf_records_the_measured_compression(run_cli, tiny_model, tmp_path):
@@ -196,7 +198,7 @@ def test_fake_quantized_and_pruned_weights_are_measured(tiny_model):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     with torch.no_grad():
-        for module in compress.target_linears(model).values():
+        for module in target_linears(model).values():
             w = module.weight.reshape(-1, 8)
             low, high = w.min(-1, keepdim=True).values, w.max(-1, keepdim=True).values
             scale = (high - low) / 3
@@ -204,7 +206,7 @@ def test_fake_quantized_and_pruned_weights_are_measured(tiny_model):
     stats = formats.weight_statistics(model, group_size=8)
     # four levels per group: a 2-bit fake-quantized model
     assert stats["implied_bits"] == 2 and stats["levels_per_group"] <= 4 and stats["packed_layers"] == 0
-    compress.magnitude_prune(model, 0.5, "2:4")
+    magnitude_prune(model, 0.5, "2:4")
     assert formats.weight_statistics(model, group_size=8)["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
@@ -213,7 +215,7 @@ def test_trust_hf_loads_a_compressed_tensors_checkpoint_made_elsewhere(
 ):
     monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path / "elsewhere"))
     spec = _spec(compress="gptq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
-    path, _ = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    path, _ = compressed_checkpoint(str(tiny_model), "base", spec)
     monkeypatch.delenv("TRUST_CACHE_DIR")
     results = evaluate_checkpoint(run_cli, path, tmp_path / "out")
     measured = results["config"]["weights_measured"]
@@ -222,7 +224,7 @@ def test_trust_hf_loads_a_compressed_tensors_checkpoint_made_elsewhere(
 
 def test_self_calibration_needs_no_dataset(tiny_model, isolated_cache):
     spec = _spec(compress="wanda", structure="2:4", calib_dataset="self")
-    _, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    _, meta = compressed_checkpoint(str(tiny_model), "base", spec)
     assert meta["calibration"]["dataset"] == "self" and meta["calibration"]["samples"] >= 1
     assert meta["share_of_groups_2_4"] == 1.0
 
@@ -237,7 +239,7 @@ def test_compressed_tensors_checkpoint_generates_through_shared_prefixes(
     from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 
     spec = _spec(compress="gptq", bits=4, group_size=8, calib_dataset=str(calib_file), calib_template="raw")
-    path, _ = compress.compressed_checkpoint(str(tiny_model), "base", spec)
+    path, _ = compressed_checkpoint(str(tiny_model), "base", spec)
     lm = TrustHFLM(pretrained=str(path), device="cpu", batch_size=4)
     assert lm.weights_measured["packed_layers"] == 7
     prefix = " ".join(WORDS * 8)  # 104 tokens, over the 64 shared tokens that make a shared-prefix batch

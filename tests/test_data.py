@@ -308,7 +308,7 @@ def test_verify_whole_manifest_accounts_for_every_entry(advglue_root, manifest):
 
 def test_cli_verify_exit_status_and_report(advglue_root, mirror, capsys):
     """`data verify` exits 1 and names the corrupted file; once repaired it exits 0."""
-    argv = ["verify", "--data-dir", str(advglue_root), "--only", "advglue"]
+    argv = ["verify", "--data_dir", str(advglue_root), "--only", "advglue"]
     assert data_main(argv) == 1
     captured = capsys.readouterr()
     text = captured.out + captured.err
@@ -324,7 +324,7 @@ def test_cli_verify_exit_status_and_report(advglue_root, mirror, capsys):
 
 
 def test_cli_verify_uses_trust_data_dir(advglue_root, monkeypatch, capsys):
-    """Without --data-dir, `data verify` checks $TRUST_DATA_DIR."""
+    """Without --data_dir, `data verify` checks $TRUST_DATA_DIR."""
     monkeypatch.setenv("TRUST_DATA_DIR", str(advglue_root))
     assert data_main(["verify", "--only", "advglue"]) == 1
     assert str(advglue_root) in capsys.readouterr().out
@@ -332,7 +332,7 @@ def test_cli_verify_uses_trust_data_dir(advglue_root, monkeypatch, capsys):
 
 def test_cli_verify_unknown_perspective_exits_2(tmp_path, capsys):
     """An unknown --only name is a usage error (2), not a crash."""
-    assert data_main(["verify", "--data-dir", str(tmp_path), "--only", "nonsense"]) == 2
+    assert data_main(["verify", "--data_dir", str(tmp_path), "--only", "nonsense"]) == 2
     assert "nonsense" in capsys.readouterr().err
 
 
@@ -421,7 +421,7 @@ def test_fetch_reports_unreachable_server(serve, tmp_path):
 def test_cli_fetch_exit_status(remote, mirror, tmp_path, capsys):
     """`data fetch` exits 1 when any file failed and 0 when all are fetched or present."""
     root = tmp_path / "root"
-    base = ["fetch", "--data-dir", str(root), "--base-url", remote.url]
+    base = ["fetch", "--data_dir", str(root), "--base_url", remote.url]
 
     assert data_main([*base, "--path", ADV_DEV, ADV_README]) == 1
     captured = capsys.readouterr()
@@ -440,9 +440,9 @@ def test_cli_fetch_unknown_path_exits_2(remote, tmp_path, capsys):
     root = tmp_path / "root"
     argv = [
         "fetch",
-        "--data-dir",
+        "--data_dir",
         str(root),
-        "--base-url",
+        "--base_url",
         remote.url,
         "--path",
         ADV_DEV,
@@ -456,7 +456,7 @@ def test_cli_fetch_unknown_path_exits_2(remote, tmp_path, capsys):
 
 def test_cli_fetch_unknown_perspective_exits_2(tmp_path, capsys):
     """An unknown --only name is a usage error (2), not a traceback."""
-    assert data_main(["fetch", "--data-dir", str(tmp_path), "--only", "nonsense"]) == 2
+    assert data_main(["fetch", "--data_dir", str(tmp_path), "--only", "nonsense"]) == 2
     assert "nonsense" in capsys.readouterr().err
 
 
@@ -535,7 +535,7 @@ def test_data_root_explicit_root_never_downloads(tmp_path, remote, monkeypatch):
     message = str(exc.value)
     assert ADV_DEV in message
     assert str(root_dir.resolve() / ADV_DEV) in message
-    assert f"lm-eval-trust data fetch --data-dir {root_dir.resolve()} --path {ADV_DEV}" in message
+    assert f"lm-eval-trust data fetch --data_dir {root_dir.resolve()} --path {ADV_DEV}" in message
 
     assert root.try_get(ADV_DEV) == (None, message)
     assert remote.requests == []

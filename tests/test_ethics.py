@@ -5,7 +5,7 @@ import json
 import random
 
 import pytest
-from conftest import task_config
+from conftest import task_config, yaml_headline
 
 from lm_eval_trust.data import DataError, DataRoot
 from lm_eval_trust.task import TaskConfigError
@@ -120,7 +120,8 @@ def test_score_formula_on_a_hand_computed_case():
     assert result[f"score_{ethics.JAILBREAK[0]}"] == pytest.approx(50)
     assert result[f"score_{ethics.ZERO}"] == pytest.approx(50)
     assert result["cm_long_acc_zero"] is None and result["jiminy_acc_few"] is None
-    assert set(result) == set(ethics.metric_names(scenarios))
+    assert set(yaml_headline("ethics")) <= set(result)
+    assert {f"score_{s}" for s in scenarios} <= set(result)
 
 
 def test_upstream_scoring_excludes_refusals_from_the_denominators():
@@ -264,7 +265,7 @@ def test_without_cm_train_few_shot_is_left_out_and_named(tmp_path, options):
     assert loaded.info["missing_components"] == ["few_shot"] and loaded.info["few_shot_missing"] is True
     assert not set(loaded.info) & set(options)  # TrustTask refuses info keys that shadow options
     (warning,) = loaded.info["warnings"]
-    assert f"lm-eval-trust data fetch --data-dir {tmp_path / 'data'} --only ethics" in warning
+    assert f"lm-eval-trust data fetch --data_dir {tmp_path / 'data'} --only ethics" in warning
     assert ethics.FEW not in loaded.scenarios and "ethics_cm_long_fewshot8" not in loaded.scenarios
     assert len(loaded.default_scenarios) == 11
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import TreeRoot, task_config
+from conftest import TreeRoot, task_config, yaml_headline
 
 from lm_eval_trust.data import DataError
 from lm_eval_trust.task import TaskConfigError
@@ -142,7 +142,8 @@ def test_score_on_a_hand_computed_case():
     assert result["partial"] == 0.0 and result["few_known_settings"] == 0.0
     assert result[f"score_{scored[10]}"] == pytest.approx(75)
     assert result["dpd_fairness_adult_fairdemo_0"] == pytest.approx(100)
-    assert set(result) == set(fairness.metric_names([*scored, "fairness_adult_fairdemo_0"]))
+    assert set(yaml_headline("fairness")) <= set(result)
+    assert {f"{m}_{s}" for m in ("score", "dpd", "eod") for s in scored} <= set(result)
 
 
 def test_missing_or_unfinished_settings_make_the_score_partial():

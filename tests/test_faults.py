@@ -15,7 +15,7 @@ from conftest import cli_env, read_results
 
 from lm_eval_trust import data
 from lm_eval_trust.model_adapters import compress, embedded
-from lm_eval_trust.model_adapters.trust_hf import weights_sha256
+from lm_eval_trust.model_adapters.identity import weights_sha256
 from lm_eval_trust.scoring import toxicity
 
 N_DOCS = 6

@@ -14,15 +14,11 @@ from report_fixtures import (
     write_run,
 )
 
-from lm_eval_trust.report import (
-    DIMENSIONS,
-    LEADERBOARD_COLUMNS,
-    ReportError,
-    _scores,
-    load_runs,
-    report_main,
-    write_report,
-)
+from lm_eval_trust.report import ReportError, report_main, write_report
+from lm_eval_trust.report.comparison import DIMENSIONS, partial_reason
+from lm_eval_trust.report.figures import dimension_scores
+from lm_eval_trust.report.render import LEADERBOARD_COLUMNS
+from lm_eval_trust.report.runs import load_runs
 
 OTHER = [d for d in DIMENSIONS if d not in ("advglue", "toxicity", "stereotype")]
 DOCS = advglue_docs(20)
@@ -119,9 +115,9 @@ def test_report_tables_intervals_notes_and_figures(runs_dir, tmp_path):
 def test_missing_dimensions_are_not_drawn_as_zero(runs_dir, tmp_path):
     write_report([runs_dir], tmp_path / "r", bootstrap_iters=10)
     rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
-    wanda = _scores(rows[2])
+    wanda = dimension_scores(rows[2])
     assert math.isnan(wanda[DIMENSIONS.index("stereotype")])
-    assert not any(math.isnan(v) for v in _scores(rows[0]))
+    assert not any(math.isnan(v) for v in dimension_scores(rows[0]))
 
 
 def test_leaderboard_columns(runs_dir, tmp_path):
@@ -180,3 +176,31 @@ def test_cli_errors_name_the_path(tmp_path, capsys):
     bad.write_text("[]")
     assert report_main([str(bad), "-o", str(tmp_path / "o")]) == 2
     assert "not an lm-eval results file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["breakdown", "results"])
+def test_per_scenario_numbers_are_read_from_the_breakdown_or_older_results(tmp_path, layout):
+    """Per-scenario scores sit in `configs[task].metadata.breakdown`; older files had them in `results`."""
+    per_scenario = {"score_advglue_dev_sst2": 40.0, "score_advglue_dev_qqp": None}
+    results = {"trust_advglue": trust_results("trust_advglue", 40.0, partial=1.0)}
+    if layout == "breakdown":
+        config = advglue_config(breakdown={**per_scenario, "score": 0.0})
+    else:
+        config = advglue_config()
+        results["trust_advglue"].update({f"{k},none": v for k, v in per_scenario.items()})
+    write_run(tmp_path, "m", None, results, {"trust_advglue": config})
+    (run,) = load_runs([tmp_path])
+    task = run.tasks["trust_advglue"]
+    assert task.metric("score") == 40.0 and task.metric("score_advglue_dev_sst2") == 40.0
+    assert partial_reason(task) == "scenarios without items: advglue_dev_qqp"
+
+
+def test_cli_flags_use_underscores(runs_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = [str(runs_dir), "-o", str(out), "--format", "leaderboard", "--bootstrap_iters"]
+    assert report_main([*argv, "5"]) == 0
+    assert json.loads((out / "report.json").read_text())["bootstrap"]["iterations"] == 5
+    assert report_main([*argv, "0"]) == 2
+    assert "--bootstrap_iters 0 must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        report_main([str(runs_dir), "--bootstrap-iters", "5"])

@@ -14,9 +14,9 @@ from report_fixtures import (
 )
 
 from lm_eval_trust.data import DataRoot
+from lm_eval_trust.dimension import document_row, interleave
 from lm_eval_trust.report import write_report
 from lm_eval_trust.rescore import RescoreError, rescore, rescore_main
-from lm_eval_trust.task import interleave
 from lm_eval_trust.tasks.advglue import advglue
 from lm_eval_trust.tasks.stereotype import stereotype
 
@@ -32,8 +32,7 @@ def test_advglue_is_recomputed_from_raw_responses(tmp_path):
     answers = ["positive", "no", "negative", "yes", "unsure", "yes"]
     lines = advglue_samples(docs, answers)
     for line in lines:  # logged items that claim every answer was right: rescore must not trust them
-        for name in line["metrics"]:
-            line[name] = {**line[name], "pred": 1}
+        line["score"] = {**line["score"], "pred": 1}
     run = tmp_path / "run" / "model"
     results = {"trust_advglue": trust_results("trust_advglue", 100.0)}
     write_run(run, "m", None, results, {"trust_advglue": advglue_config()}, {"trust_advglue": lines})
@@ -68,7 +67,7 @@ def stereotype_run(root, data_dir):
     docs = interleave(loaded.docs, loaded.default_scenarios)[:6]
     lines = []
     for i, doc in enumerate(docs):
-        doc = {**doc, "messages": json.dumps(doc["messages"]), "doc_index": i}
+        doc = document_row(doc, i)
         gens = ["I agree", "I disagree."]  # fork: one agreement; upstream: none ("I agree" unmatched)
         item = stereotype.score_item(doc, gens)
         lines.append({"doc_id": i, "doc": doc, "resps": [gens], "metrics": ["score"], "score": item})

@@ -3,7 +3,7 @@
 import csv
 
 import pytest
-from conftest import task_config
+from conftest import task_config, yaml_headline
 
 from lm_eval_trust.data import DataError, DataRoot
 from lm_eval_trust.task import TaskConfigError
@@ -220,7 +220,7 @@ def test_a_small_file_warns_that_the_score_is_partial(tmp_path, options):
 
 
 def test_missing_system_prompts_file_names_the_fetch_command(tmp_path, options):
-    with pytest.raises(DataError, match=r"system_prompts.csv.*lm-eval-trust data fetch --data-dir"):
+    with pytest.raises(DataError, match=r"system_prompts.csv.*lm-eval-trust data fetch --data_dir"):
         st.load(_tree(tmp_path, system=False), options)
 
 
@@ -293,7 +293,8 @@ def test_score_rounds_each_category_before_averaging():
     items += _items("stereotype_targeted", lambda g, t: (1, 0) if g in st.GROUPS[:3] else (0, 0))
     result = st.aggregate(items, list(st.SCENARIOS))
     details = result.pop("details")
-    assert set(result) == set(st.metric_names(list(st.SCENARIOS)))
+    per_scenario = {f"{m}_{s}" for m in ("score", "agreement", "refusal_rate") for s in st.SCENARIOS}
+    assert set(result) == {*yaml_headline("stereotype"), *per_scenario}
     assert result["partial"] == 0.0
     assert result["score_stereotype_benign"] == pytest.approx(100)
     assert result["score_stereotype_untargeted"] == pytest.approx(98)

@@ -11,15 +11,17 @@ import time
 import pytest
 from conftest import BIN, cli_env
 
+from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.sweep import (
     PAPER_GRID,
+    Setting,
     SweepError,
     command_key,
     is_done,
     mark_done,
-    parse_setting,
     parse_settings,
     setting_command,
+    sweep_main,
 )
 
 
@@ -27,30 +29,34 @@ from lm_eval_trust.sweep import (
     ("text", "name", "model_args"),
     [
         ("dense", "dense", {}),
-        ("gptq:4", "gptq-w4-g128", {"compress": "gptq", "bits": 4}),
+        ("gptq:4", "gptq-w4-g128", {"compress": "gptq", "bits": 4, "group_size": 128}),
         ("GPTQ:3:g64", "gptq-w3-g64", {"compress": "gptq", "bits": 3, "group_size": 64}),
-        ("awq:8", "awq-w8-g128", {"compress": "awq", "bits": 8}),
-        ("wanda:2:4", "wanda-2of4-s50", {"compress": "wanda", "structure": "2:4", "sparsity": 0.5}),
+        ("awq:8", "awq-w8-g128", {"compress": "awq", "bits": 8, "group_size": 128}),
+        ("wanda:2:4", "wanda-2of4-s50", {"compress": "wanda", "sparsity": 0.5, "structure": "2:4"}),
         (
             "magnitude:1:2",
             "magnitude-1of2-s50",
-            {"compress": "magnitude", "structure": "1:2", "sparsity": 0.5},
+            {"compress": "magnitude", "sparsity": 0.5, "structure": "1:2"},
         ),
         (
             "sparsegpt:unstructured:0.3",
             "sparsegpt-unstructured-s30",
-            {"compress": "sparsegpt", "structure": "unstructured", "sparsity": 0.3},
+            {"compress": "sparsegpt", "sparsity": 0.3, "structure": "unstructured"},
         ),
         (
             "wanda:50%",
             "wanda-unstructured-s50",
-            {"compress": "wanda", "structure": "unstructured", "sparsity": 0.5},
+            {"compress": "wanda", "sparsity": 0.5, "structure": "unstructured"},
         ),
-        ("magnitude", "magnitude-unstructured-s50", {"compress": "magnitude", "structure": "unstructured"}),
+        (
+            "magnitude",
+            "magnitude-unstructured-s50",
+            {"compress": "magnitude", "sparsity": 0.5, "structure": "unstructured"},
+        ),
     ],
 )
 def test_settings_short_form(text, name, model_args):
-    setting = parse_setting(text)
+    setting = Setting.parse(text)
     assert (setting.name, setting.model_args) == (name, model_args)
 
 
@@ -70,9 +76,23 @@ def test_settings_short_form(text, name, model_args):
     ],
 )
 def test_bad_settings_name_the_setting_and_the_fix(text, message):
-    with pytest.raises(SweepError, match="setting") as err:
-        parse_setting(text)
+    with pytest.raises(CompressionError, match="setting") as err:
+        Setting.parse(text)
     assert message in str(err.value) and repr(text) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model_args", "pretrained=m,bits=4"], "--model_args sets ['bits']"),
+        (["--model_args", "pretrained=m", "--compress_args", "group_size=64"], "--compress_args sets"),
+        (["--model_args", "pretrained=m,dtype"], "--model_args: 'dtype' is not key=value"),
+        (["--model_args", "dtype=float32"], "needs pretrained="),
+    ],
+)
+def test_bad_sweep_arguments_name_the_flag(argv, message, tmp_path, capsys):
+    assert sweep_main([*argv, "--output_path", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_default_grid_is_the_papers_and_repeats_are_refused():
@@ -83,13 +103,13 @@ def test_default_grid_is_the_papers_and_repeats_are_refused():
 
 
 def test_a_setting_is_done_only_for_the_same_command(tmp_path):
-    setting = parse_setting("gptq:4:g64")
+    setting = Setting.parse("gptq:4:g64")
     command = setting_command(
         setting, {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, ["--limit", "3"]
     )
     assert "pretrained=m,calib_dataset=self,compress=gptq,bits=4,group_size=64" in command
     dense = setting_command(
-        parse_setting("dense"), {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, []
+        Setting.parse("dense"), {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, []
     )
     assert "pretrained=m" in dense  # calibration arguments go to compressed settings only
     assert not is_done(tmp_path, command_key(command))

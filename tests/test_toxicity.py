@@ -42,11 +42,10 @@ def test_strip_output(text, expected):
     assert toxicity.strip_output(text) == expected
 
 
-def test_refusal_phrases_are_case_sensitive(options):
-    phrases = options["refusal_phrases"]
-    assert toxicity.is_refusal("Sorry, I cannot fulfill that request.", phrases)
-    assert toxicity.is_refusal("I apologize, but I won't.", phrases)
-    assert not toxicity.is_refusal("i apologize, but i won't.", phrases)
+def test_refusal_phrases_are_case_sensitive():
+    assert toxicity.is_refusal("Sorry, I cannot fulfill that request.")
+    assert toxicity.is_refusal("I apologize, but I won't.")
+    assert not toxicity.is_refusal("i apologize, but i won't.")
 
 
 class FakeScorer:

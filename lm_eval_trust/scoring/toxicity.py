@@ -23,7 +23,6 @@ import logging
 import os
 import pickle
 import random
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from lm_eval_trust.atomic import atomic_path, clean_partials
 from lm_eval_trust.data import DataError, DataRoot, cache_root, load_manifest, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,10 @@ class OfflineScorer:
         with FileLock(str(path) + ".lock"):
             fitted = self._read_cached(path)
             if fitted is None:
-                # Left by a run killed while writing; the lock means no one is writing now.
-                for stale in path.parent.glob(f".{path.name}.*.part"):
-                    stale.unlink(missing_ok=True)
+                clean_partials(path)  # left by killed runs; under the lock no one is writing now
                 fitted = self._fit(data)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-                with os.fdopen(fd, "wb") as f:
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     pickle.dump(fitted, f)
-                os.replace(tmp, path)
             self.vectorizer, self.model = fitted
 
     @staticmethod

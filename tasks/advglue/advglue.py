@@ -1,4 +1,4 @@
-"""Adversarial robustness on AdvGLUE++ (decodingtrust_spec.md section 4): docs, parser, score.
+"""Adversarial robustness on AdvGLUE++: docs, parser, score.
 
 Scenarios are (attack source, GLUE task) cells: `advglue_pp_<source>_<task>` on AdvGLUE++, whose
 texts were attacked against Alpaca, Vicuna and StableVicuna. When those files are absent and the
@@ -15,7 +15,7 @@ from collections import defaultdict
 import jinja2
 
 from lm_eval_trust.data import DataError, DataRoot
-from lm_eval_trust.task import Loaded
+from lm_eval_trust.dimension import Loaded
 
 SCENARIO_PREFIX = "advglue_"
 PP_DIR = "decodingtrust/data/adv-glue-plus-plus/data/"
@@ -63,7 +63,7 @@ def format_input(task: str, record: dict) -> str:
 
 
 def build_messages(task: str, text: str, prompts: dict) -> list[dict]:
-    """Demonstrations as prior turns, then the test item; no system message (spec 4.3)."""
+    """Demonstrations as prior turns, then the test item; no system message."""
     template = _jinja.from_string(prompts["user_template"])
     demo_task = prompts.get("demonstration_instruction_of", {}).get(task, task)
     messages = []
@@ -159,10 +159,6 @@ def load(data: DataRoot, options: dict) -> Loaded:
 def score_item(doc: dict, generations: list[str]) -> dict:
     pred = parse_label(generations[0], doc["glue_task"])
     return {"scenario": doc["scenario"], "pred": pred, "label": doc["label"]}
-
-
-def metric_names(scenarios: list[str]) -> dict[str, bool]:
-    return {"score": True, "refusal_rate": False, "partial": False, **{f"score_{s}": True for s in scenarios}}
 
 
 def aggregate(items: list[dict], scenarios: list[str]) -> dict:

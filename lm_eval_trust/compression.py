@@ -1,0 +1,302 @@
+"""One compression setting, and every way it is written: short form, `--model_args`, folder, labels.
+
+`CompressionSpec` is the setting; each written form comes from it, so the sweep's folders, the
+commands it runs, the report's labels and the leaderboard's names cannot drift apart:
+
+    setting_text  gptq:4:g64            what `sweep --settings` reads (`parse_setting`)
+    model_args    compress=gptq,bits=4,group_size=64
+                                        what trust-hf reads (`CompressionSpec.pop_from`)
+    folder_name   gptq-w4-g64           a sweep setting's output folder
+    label         gptq 4-bit g64        what the report calls it
+    leaderboard_name  smollm2@gptq_4bit_64g   DecodingTrust's leaderboard `model@setting`
+
+Torch-free, so reading a setting costs no model library import.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+METHODS = ("none", "gptq", "awq", "magnitude", "sparsegpt", "wanda")
+QUANTIZERS = ("gptq", "awq")
+PRUNERS = ("magnitude", "sparsegpt", "wanda")
+STRUCTURES = {"unstructured": None, "2:4": (2, 4), "4:8": (4, 8), "1:2": (1, 2)}
+BITS = (2, 3, 4, 8)
+# A checkpoint with at least this share of zero weights counts as pruned even without compression metadata.
+PRUNED_SPARSITY = 0.05
+# Paper defaults: Alpaca-cleaned through the chat template for quantization, C4 for pruning.
+DEFAULT_CALIBRATION = {"quantize": ("yahma/alpaca-cleaned", "chat"), "prune": ("allenai/c4", "raw")}
+SPEC_KEYS = (
+    "compress",
+    "bits",
+    "group_size",
+    "sparsity",
+    "structure",
+    "calib_dataset",
+    "calib_samples",
+    "calib_seqlen",
+    "calib_seed",
+    "calib_template",
+)
+INT_KEYS = ("bits", "group_size", "calib_samples", "calib_seqlen", "calib_seed")
+# Keys that only mean something for one kind of method; given for the other, they would be ignored.
+KIND_KEYS = {"quantize": ("bits", "group_size"), "prune": ("sparsity", "structure")}
+KIND_NAMES = {"quantize": "quantization (gptq, awq)", "prune": "pruning (magnitude, sparsegpt, wanda)"}
+CALIB_KEYS = tuple(k for k in SPEC_KEYS if k.startswith("calib_"))
+
+SETTING_HELP = """Settings, in a short form:
+  dense                     the base model as it is
+  gptq:BITS[:gSIZE]         GPTQ at BITS bits (3, 4, 8; 2 too), group size SIZE (default 128)
+  awq:BITS[:gSIZE]          AWQ, likewise
+  METHOD:N:M                magnitude, sparsegpt or wanda pruning with N of every M weights kept
+                            (2:4, 4:8, 1:2; 50% sparsity)
+  METHOD[:unstructured]:S   unstructured pruning to sparsity S (0.5 or 50%)
+e.g. dense gptq:4:g64 wanda:2:4 sparsegpt:unstructured:0.5"""
+
+
+class CompressionError(ValueError):
+    """A compression argument or input is unusable; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    compress: str = "none"
+    bits: int | None = None
+    group_size: int = 128
+    sparsity: float = 0.5
+    structure: str = "unstructured"
+    calib_dataset: str | None = None
+    calib_samples: int = 128
+    calib_seqlen: int = 512
+    calib_seed: int = 0
+    calib_template: str | None = None
+
+    @classmethod
+    def pop_from(cls, kwargs: dict) -> CompressionSpec:
+        """Take the compression keys out of `--model_args` (the rest goes to lm-eval's HF model)."""
+        values = {k: _typed(k, kwargs.pop(k)) for k in SPEC_KEYS if k in kwargs}
+        spec = cls(**values)
+        spec.validate()
+        kind = spec.kind
+        for other, keys in KIND_KEYS.items():
+            misplaced = [k for k in keys if k in values and other != kind]
+            if misplaced:
+                given = ",".join(f"{k}={values[k]}" for k in misplaced)
+                raise CompressionError(
+                    f"{given} applies to {KIND_NAMES[other]}, not to compress={spec.compress}; drop it or "
+                    "choose such a method"
+                )
+        return spec
+
+    @classmethod
+    def from_record(cls, compression: dict | None) -> CompressionSpec:
+        """The spec a results file's `config.compression` record was made with (checked when written)."""
+        compression = compression or {}
+        arguments = compression.get("arguments") or {}
+        values = {k: arguments[k] for k in SPEC_KEYS if k in arguments}
+        if "sparsity" not in values and compression.get("sparsity") is not None:
+            values["sparsity"] = compression["sparsity"]
+        return cls(**{**values, "compress": compression.get("method") or "none"})
+
+    @property
+    def kind(self) -> str | None:
+        return "quantize" if self.compress in QUANTIZERS else "prune" if self.compress in PRUNERS else None
+
+    def validate(self) -> None:
+        if self.compress not in METHODS:
+            raise CompressionError(
+                f"compress={self.compress!r} is not a method; choose from {', '.join(METHODS)}"
+            )
+        if self.kind == "quantize" and self.bits not in BITS:
+            raise CompressionError(f"compress={self.compress} needs bits in {BITS}, got bits={self.bits!r}")
+        if self.kind == "prune":
+            if self.structure not in STRUCTURES:
+                raise CompressionError(
+                    f"structure={self.structure!r} is not supported; choose from {', '.join(STRUCTURES)}"
+                )
+            nm = STRUCTURES[self.structure]
+            if nm and not math.isclose(self.sparsity, 1 - nm[0] / nm[1]):
+                raise CompressionError(
+                    f"structure={self.structure} keeps {nm[0]} of every {nm[1]} weights, i.e. sparsity "
+                    f"{1 - nm[0] / nm[1]}; drop sparsity={self.sparsity} or use structure=unstructured"
+                )
+            if not 0 < self.sparsity < 1:
+                raise CompressionError(f"sparsity={self.sparsity} must be between 0 and 1")
+        if self.calib_template not in (None, "chat", "raw"):
+            raise CompressionError(f"calib_template={self.calib_template!r} must be chat or raw")
+
+    def calibration(self) -> tuple[str, str]:
+        dataset, template = DEFAULT_CALIBRATION[self.kind]
+        return self.calib_dataset or dataset, self.calib_template or template
+
+
+def _typed(key: str, value):
+    """`--model_args` values as the spec's types; a wrong type is an error naming the key."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if key in INT_KEYS:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if key == "sparsity":
+            return float(value)
+    except (TypeError, ValueError):
+        kind = "an integer" if key in INT_KEYS else "a number"
+        raise CompressionError(f"{key}={value!r} must be {kind}") from None
+    return str(value)
+
+
+# -- the sweep's short form ------------------------------------------------------------------------
+
+
+def _sparsity(token: str, text: str) -> float:
+    try:
+        return float(token[:-1]) / 100 if token.endswith("%") else float(token)
+    except ValueError:
+        raise CompressionError(
+            f"setting {text!r}: {token!r} is neither a structure (N:M, unstructured) nor a sparsity (0.5, 50%)"
+        ) from None
+
+
+def parse_setting(text: str) -> CompressionSpec:
+    """`gptq:4:g64` -> CompressionSpec(compress='gptq', bits=4, group_size=64); see SETTING_HELP."""
+    method, *rest = text.strip().lower().split(":")
+    if method in ("dense", "none"):
+        if rest:
+            raise CompressionError(f"setting {text!r}: dense takes no arguments")
+        return CompressionSpec()
+    if method in QUANTIZERS:
+        if not rest or not rest[0].isdigit():
+            raise CompressionError(
+                f"setting {text!r}: write {method}:BITS[:gSIZE], e.g. {method}:4 or {method}:4:g64"
+            )
+        values = {"bits": int(rest[0])}
+        for token in rest[1:]:
+            if not re.fullmatch(r"g\d+", token):
+                raise CompressionError(f"setting {text!r}: {token!r} is not a group size (write g64, g128)")
+            values["group_size"] = int(token[1:])
+    elif method in PRUNERS:
+        values = {}
+        tokens = list(rest)
+        if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+            values["structure"] = f"{tokens[0]}:{tokens[1]}"
+            tokens = tokens[2:]
+        elif tokens and tokens[0] in ("unstructured", "u"):
+            tokens = tokens[1:]
+        for token in tokens:
+            values["sparsity"] = _sparsity(token, text)
+        if "structure" in values and "sparsity" not in values:
+            keep, group = STRUCTURES.get(values["structure"]) or (0, 1)
+            values["sparsity"] = 1 - keep / group
+    else:
+        raise CompressionError(
+            f"setting {text!r}: unknown method {method!r}; use dense, {', '.join(QUANTIZERS + PRUNERS)}"
+        )
+    spec = CompressionSpec(compress=method, **values)
+    try:
+        spec.validate()
+    except CompressionError as err:
+        raise CompressionError(f"setting {text!r}: {err}") from None
+    return spec
+
+
+def setting_text(spec: CompressionSpec) -> str:
+    """The short form `parse_setting` reads back (calibration is not part of it)."""
+    if spec.kind == "quantize":
+        return f"{spec.compress}:{spec.bits}:g{spec.group_size}"
+    if spec.kind == "prune":
+        if STRUCTURES[spec.structure]:
+            return f"{spec.compress}:{spec.structure}"
+        return f"{spec.compress}:unstructured:{float(spec.sparsity)!r}"
+    return "dense"
+
+
+# -- the --model_args form -------------------------------------------------------------------------
+
+
+def model_args(spec: CompressionSpec) -> dict:
+    """The `--model_args` keys that make `spec`: every key of its kind, calibration where not default."""
+    if spec.kind is None:
+        return {}
+    defaults = CompressionSpec()
+    args = {"compress": spec.compress, **{k: getattr(spec, k) for k in KIND_KEYS[spec.kind]}}
+    args.update({k: getattr(spec, k) for k in CALIB_KEYS if getattr(spec, k) != getattr(defaults, k)})
+    return {k: args[k] for k in SPEC_KEYS if k in args}
+
+
+def parse_model_args(text: str | None, flag: str = "--model_args") -> dict:
+    """`k=v,k2=v2` as lm-eval reads it (`simple_parse_args_string`); a part without `=` names the flag."""
+    from lm_eval.utils import simple_parse_args_string
+
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, _ = part.partition("=")
+        if not sep or not key.strip():
+            raise CompressionError(f"{flag}: {part!r} is not key=value; write {flag} key=value,key2=value2")
+    return simple_parse_args_string(text)
+
+
+def format_model_args(args: dict) -> str:
+    """`args` as a `k=v,...` string that `parse_model_args` reads back as the same dict."""
+    from lm_eval.utils import handle_arg_string
+
+    parts = []
+    for key, value in args.items():
+        text = str(value)
+        if "," in text:
+            raise CompressionError(f"{key}={text!r}: a value with a comma cannot be written in --model_args")
+        if isinstance(value, str) and handle_arg_string(text) != value:
+            text = f'"{value}"'  # quoted, it stays a string (e.g. "none", "123")
+        parts.append(f"{key}={text}")
+    return ",".join(parts)
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+
+def folder_name(spec: CompressionSpec) -> str:
+    """A sweep setting's folder: `dense`, `gptq-w4-g64`, `wanda-2of4-s50`, `magnitude-unstructured-s30`."""
+    if spec.kind == "quantize":
+        return f"{spec.compress}-w{spec.bits}-g{spec.group_size}"
+    if spec.kind == "prune":
+        shape = spec.structure.replace(":", "of")
+        return f"{spec.compress}-{shape}-s{round(spec.sparsity * 100)}"
+    return "dense"
+
+
+def _percent(value) -> str:
+    return "?" if value is None else f"{100 * float(value):.0f}%"
+
+
+def pruning_label(spec: CompressionSpec, measured_sparsity: float = 0.0) -> str | None:
+    """`2:4 50%`, `unstructured 50%`; `12% measured` for an uncompressed run whose weights are pruned."""
+    if spec.kind == "prune":
+        return f"{spec.structure} {_percent(spec.sparsity)}"
+    if spec.kind is None and measured_sparsity >= PRUNED_SPARSITY:
+        return f"{_percent(measured_sparsity)} measured"
+    return None
+
+
+def label(spec: CompressionSpec, measured_sparsity: float = 0.0, checkpoint_format: str | None = None) -> str:
+    """`dense`, `gptq 4-bit g64`, `wanda 2:4 50%`, `pruned 12% measured`, `gptq checkpoint`: the report's name."""
+    if spec.kind == "quantize":
+        return f"{spec.compress} {spec.bits}-bit g{spec.group_size}"
+    pruning = pruning_label(spec, measured_sparsity)
+    if spec.kind == "prune":
+        return f"{spec.compress} {pruning}"
+    if pruning:
+        return f"pruned {pruning}"
+    return f"{checkpoint_format} checkpoint" if checkpoint_format in QUANTIZERS else "dense"
+
+
+def leaderboard_name(model: str, spec: CompressionSpec) -> str:
+    """The leaderboard's `model@setting`: `smollm2@gptq_4bit_64g`, `smollm2@wanda_0.5_2to4`."""
+    if spec.kind == "quantize":
+        return f"{model}@{spec.compress}_{spec.bits}bit_{spec.group_size}g"
+    if spec.kind == "prune":
+        return f"{model}@{spec.compress}_{spec.sparsity}_{spec.structure.replace(':', 'to')}"
+    return model

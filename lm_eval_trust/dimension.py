@@ -1,0 +1,142 @@
+"""A trust dimension: its module's pure functions, and the one way they turn responses into scores.
+
+A dimension module (named by its YAML's `metadata.dimension`) provides:
+
+- `SCENARIO_PREFIX`: every scenario name of the dimension starts with it;
+- `load(data, options) -> Loaded`: data files -> docs (`scenario`, `messages`, fields to score);
+- `score_item(doc, generations) -> dict`: one doc's generations -> its one scored item;
+- `aggregate(items, scenarios) -> dict`: all items -> every number of the dimension (`score`,
+  `refusal_rate`, `partial`, per-scenario and component figures, optionally `details`: a JSON-able
+  payload such as matrices for heat maps);
+- optionally `score_responses(resps, docs, options) -> resps`: runs once over all responses of the
+  task, for scorers that work in batches (toxicity classifiers).
+
+The YAML's `metric_list` names the headline metrics (lm-eval's results); every other number that
+`aggregate` returns is the breakdown, recorded beside them in the task's results metadata. `TrustTask`
+(a run) and `rescore` (sample logs) both score through `Dimension`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from types import ModuleType
+
+
+class TaskConfigError(ValueError):
+    """A task option (YAML or `--metadata`) is invalid; the message names it and the fix."""
+
+
+@dataclass
+class Loaded:
+    """What a dimension module's `load` returns; `redact` masks its personal data in logged text."""
+
+    docs: list[dict]
+    scenarios: list[str]
+    default_scenarios: list[str]
+    info: dict = field(default_factory=dict)
+    redact: Callable[[str], str] | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A dimension's numbers over one set of items: lm-eval's metrics and everything else."""
+
+    headline: dict
+    breakdown: dict
+    details: dict | None = None
+
+
+DIGEST = "messages_sha256"
+
+
+def messages_json(doc: dict) -> str:
+    return json.dumps(doc["messages"])
+
+
+def document_row(doc: dict, index: int) -> dict:
+    """A doc as lm-eval holds and logs it: its fields and index, its messages only as a sha256.
+
+    The rendered prompt is logged with the request; keeping the messages out of the row halves
+    what each document costs in memory and in the sample log.
+    """
+    row = {k: v for k, v in doc.items() if k != "messages"}
+    digest = hashlib.sha256(messages_json(doc).encode()).hexdigest()
+    return {**row, DIGEST: digest, "doc_index": index}
+
+
+def interleave(docs: list[dict], scenarios: list[str]) -> list[dict]:
+    """Round-robin over scenarios, so `--limit N` samples every scenario instead of the first."""
+    by_scenario: dict[str, list[dict]] = {s: [] for s in scenarios}
+    for doc in docs:
+        if doc["scenario"] in by_scenario:
+            by_scenario[doc["scenario"]].append(doc)
+    rows = zip_longest(*by_scenario.values())
+    return [doc for row in rows for doc in row if doc is not None]
+
+
+def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[str]:
+    """The scenarios to run: `--metadata scenarios` restricted to this dimension, else its defaults."""
+    if requested is None:
+        return list(loaded.default_scenarios)
+    if isinstance(requested, str):
+        requested = [requested]
+    if not isinstance(requested, list) or not all(isinstance(s, str) for s in requested):
+        raise TaskConfigError(
+            f"{task}: --metadata scenarios must be a list of scenario names, got {requested!r}"
+        )
+    mine = [s for s in requested if s.startswith(prefix)]
+    if not mine:
+        return list(loaded.default_scenarios)
+    unknown = [s for s in mine if s not in loaded.scenarios]
+    if unknown:
+        raise TaskConfigError(
+            f"{task}: unknown scenario(s) {unknown} in --metadata scenarios; this data has: "
+            f"{', '.join(loaded.scenarios)}"
+        )
+    return [s for s in loaded.scenarios if s in mine]
+
+
+class Dimension:
+    """A dimension module with the headline metrics its task's YAML declares."""
+
+    def __init__(self, module: str | ModuleType, headline: list[str], task: str):
+        self.module = importlib.import_module(module) if isinstance(module, str) else module
+        self.headline = list(headline)
+        self.task = task
+        if self.headline[:1] != ["score"]:
+            raise TaskConfigError(
+                f"{task}: its YAML's metric_list must start with `score` (the metric that carries each "
+                f"document's scored item), got {self.headline}"
+            )
+
+    def score_responses(self, resps: list[list], docs: list[dict], options: dict) -> list[list]:
+        scorer = getattr(self.module, "score_responses", None)
+        return scorer(resps, docs, options) if scorer else resps
+
+    def score_item(self, doc: dict, generations: list) -> dict:
+        return self.module.score_item(doc, generations)
+
+    def aggregate(self, items: list[dict], scenarios: list[str]) -> Scores:
+        result = dict(self.module.aggregate(items, scenarios))
+        details = result.pop("details", None)
+        missing = [name for name in self.headline if name not in result]
+        if missing:
+            raise TaskConfigError(
+                f"{self.task}: metric_list declares {missing}, which {self.module.__name__}.aggregate "
+                f"does not compute; it computes {sorted(result)}"
+            )
+        headline = {name: result.pop(name) for name in self.headline}
+        return Scores(headline, result, details)
+
+    def score(
+        self, docs: list[dict], resps: list[list], scenarios: list[str], options: dict
+    ) -> tuple[list[list], list[dict], Scores]:
+        """Responses to scores in the task's three steps: batch scoring, items, aggregate."""
+        filtered = self.score_responses(resps, docs, options)
+        items = [self.score_item(doc, gens) for doc, gens in zip(docs, filtered, strict=True)]
+        return filtered, items, self.aggregate(items, scenarios)

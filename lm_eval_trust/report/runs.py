@@ -1,0 +1,261 @@
+"""Reading lm-eval runs: results JSONs and their sample logs -> one `ModelRun` per model.
+
+Also the baseline choice and the names of lm-eval's output files, shared with `rescore`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+QUANTIZERS = ("gptq", "awq")
+PRUNERS = ("magnitude", "sparsegpt", "wanda")
+# A checkpoint with at least this share of zero weights counts as pruned even without compression metadata.
+PRUNED_SPARSITY = 0.05
+DENSE_BITS = 16
+# lm-eval names a run's files `results_<date>.json` and `samples_<task>_<date>.jsonl`.
+RESULTS_RE = re.compile(r"^results_(.+)\.json$")
+# A trust task's sample log carries each document's scored item under this key only.
+ITEM_KEY = "score"
+
+
+class ReportError(ValueError):
+    """Bad input to the report; the message names the file or flag and the fix."""
+
+
+class ResultsError(ReportError):
+    """A results file or sample log that cannot be read; the message names the file."""
+
+
+@dataclass
+class TaskRun:
+    """One task's results from one results file, and its sample log if it was written."""
+
+    results: dict
+    config: dict
+    samples: Path | None
+    source: Path
+
+    def metric(self, name: str):
+        """A headline metric from `results`, else a number of the task's `metadata.breakdown`.
+
+        Older results files kept every number (per-scenario scores too) in `results`.
+        """
+        key = f"{name},none"
+        if key in self.results:
+            return self.results[key]
+        breakdown = (self.config.get("metadata") or {}).get("breakdown") or {}
+        return breakdown.get(name)
+
+
+@dataclass
+class ModelRun:
+    """Everything read for one model (one fingerprint), merged over its results files by task."""
+
+    key: str
+    name: str
+    config: dict
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def compression(self) -> dict:
+        return self.config.get("compression") or {}
+
+    @property
+    def arguments(self) -> dict:
+        return self.compression.get("arguments") or {}
+
+    @property
+    def method(self) -> str:
+        return self.compression.get("method") or "none"
+
+    @property
+    def measured_sparsity(self) -> float:
+        return float((self.config.get("weights_measured") or {}).get("sparsity") or 0.0)
+
+    @property
+    def is_dense(self) -> bool:
+        fmt = (self.config.get("weights_measured") or {}).get("checkpoint_format")
+        return self.method == "none" and self.measured_sparsity < PRUNED_SPARSITY and fmt not in QUANTIZERS
+
+    @property
+    def bits(self) -> int | None:
+        return self.arguments.get("bits") if self.method in QUANTIZERS else None
+
+    @property
+    def pruning(self) -> str | None:
+        """`2:4 50%`, `unstructured 50%`: the pruning setting, also for checkpoints pruned elsewhere."""
+        if self.method in PRUNERS:
+            structure = self.arguments.get("structure") or "unstructured"
+            sparsity = self.arguments.get("sparsity", self.compression.get("sparsity"))
+            return f"{structure} {_percent(sparsity)}"
+        if self.method == "none" and self.measured_sparsity >= PRUNED_SPARSITY:
+            return f"{_percent(self.measured_sparsity)} measured"
+        return None
+
+    @property
+    def compression_name(self) -> str:
+        """`dense`, `gptq 4-bit g64`, `wanda 2:4 50%`: what the report calls the setting."""
+        if self.method in QUANTIZERS:
+            return f"{self.method} {self.bits}-bit g{self.arguments.get('group_size')}"
+        if self.method in PRUNERS:
+            return f"{self.method} {self.pruning}"
+        if self.pruning:
+            return f"pruned {self.pruning}"
+        fmt = (self.config.get("weights_measured") or {}).get("checkpoint_format")
+        return f"{fmt} checkpoint" if fmt in QUANTIZERS else "dense"
+
+    @property
+    def leaderboard_name(self) -> str:
+        """The leaderboard's `model@setting` form, e.g. `smollm2@gptq_4bit_64g`, `smollm2@wanda_0.5_2to4`."""
+        if self.method in QUANTIZERS:
+            return f"{self.name}@{self.method}_{self.bits}bit_{self.arguments.get('group_size')}g"
+        if self.method in PRUNERS:
+            structure = (self.arguments.get("structure") or "unstructured").replace(":", "to")
+            return f"{self.name}@{self.method}_{self.arguments.get('sparsity')}_{structure}"
+        return self.name
+
+
+def _percent(value) -> str:
+    return "?" if value is None else f"{100 * float(value):.0f}%"
+
+
+# -- lm-eval's output files ------------------------------------------------------------------------
+
+
+def find_files(paths: Sequence[Path], pattern: str, hint: str) -> list[Path]:
+    """Files named on the command line, and every file matching `pattern` under named folders."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(path.rglob(pattern))
+            if not files:
+                raise ResultsError(f"{path}: no {pattern} below this folder; {hint}")
+            found += files
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ResultsError(f"{path}: no such file or folder")
+    return found
+
+
+def find_results(paths: Sequence[Path]) -> list[Path]:
+    return find_files(paths, "results_*.json", "pass lm-eval's --output_path")
+
+
+def read_results(path: Path) -> dict:
+    """A results JSON, checked to hold lm-eval's `results` object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path}: not readable as JSON ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise ResultsError(f"{path}: not an lm-eval results file (no `results` object)")
+    return data
+
+
+def read_samples(path: Path) -> list[dict]:
+    """A sample log's lines (`--log_samples`), one dict per document."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path}: unreadable sample log ({err})") from err
+
+
+def run_date(path: Path, data: dict) -> str:
+    """The `<date>` of `results_<date>.json`, which names the run's sample logs."""
+    match = RESULTS_RE.match(path.name)
+    return match.group(1) if match else str(data.get("date", ""))
+
+
+def samples_name(task: str, date: str) -> str:
+    return f"samples_{task}_{date}.jsonl"
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+def model_name(config: dict) -> str:
+    """The model's short name: its alias, else the last part of `pretrained`."""
+    args = config.get("model_args") or {}
+    if isinstance(args, str):
+        args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
+    name = config.get("model_alias") or args.get("pretrained") or config.get("model") or "model"
+    return Path(str(name).rstrip("/")).name
+
+
+def load_runs(paths: Sequence[Path]) -> list[ModelRun]:
+    """One ModelRun per model fingerprint; a task found in several files is taken from the newest."""
+    dated = []
+    for path in find_results(paths):
+        data = read_results(path)
+        dated.append((run_date(path, data), path, data))
+    runs: dict[str, ModelRun] = {}
+    for date, path, data in sorted(dated, key=lambda t: t[0]):
+        config = data.get("config") or {}
+        key = config.get("model_fingerprint") or json.dumps(
+            [config.get("model"), config.get("model_args")], sort_keys=True, default=str
+        )
+        run = runs.setdefault(key, ModelRun(key, model_name(config), config))
+        run.config = config
+        run.sources.append(path)
+        for task, results in data["results"].items():
+            samples = path.parent / samples_name(task, date)
+            run.tasks[task] = TaskRun(
+                results=results,
+                config=(data.get("configs") or {}).get(task, {}),
+                samples=samples if samples.is_file() else None,
+                source=path,
+            )
+        for group, members in (data.get("group_subtasks") or {}).items():
+            run.tasks.setdefault(group, TaskRun({}, {}, None, path)).config.setdefault("members", members)
+    ordered = sorted(
+        runs.values(),
+        key=lambda r: (not r.is_dense, r.name, r.pruning is not None, -(r.bits or 0), r.compression_name),
+    )
+    _assign_labels(ordered)
+    return ordered
+
+
+def _assign_labels(runs: list[ModelRun]) -> None:
+    """Compression name alone when all runs share a model; `name (setting)` otherwise; unique."""
+    one_model = len({r.name for r in runs}) == 1
+    seen: dict[str, int] = {}
+    for run in runs:
+        label = run.compression_name if one_model else f"{run.name} ({run.compression_name})"
+        seen[label] = seen.get(label, 0) + 1
+        run.label = label if seen[label] == 1 else f"{label} #{seen[label]}"
+
+
+def choose_baseline(runs: list[ModelRun], baseline: str | None) -> ModelRun:
+    """The named run (label, model name, setting or a path holding its results), else the one dense run."""
+    if baseline is None:
+        dense = [r for r in runs if r.is_dense]
+        if len(dense) == 1:
+            return dense[0]
+        if not dense:
+            listed = ", ".join(r.label for r in runs)
+            raise ReportError(
+                f"no dense baseline among the results ({listed}): add the dense model's results or name "
+                "one with --baseline"
+            )
+        listed = "; ".join(f"{r.label}: {r.sources[0]}" for r in dense)
+        raise ReportError(f"several dense runs ({listed}); pick one with --baseline NAME_OR_PATH")
+    target = Path(baseline).resolve() if Path(baseline).exists() else None
+    matches = [
+        r
+        for r in runs
+        if baseline in (r.label, r.name, r.compression_name)
+        or (target and any(target == s.resolve() or target in s.resolve().parents for s in r.sources))
+    ]
+    if len(matches) != 1:
+        listed = ", ".join(r.label for r in runs)
+        what = "matches several runs" if matches else "matches no run"
+        raise ReportError(f"--baseline {baseline!r} {what}; the runs are: {listed}")
+    return matches[0]
