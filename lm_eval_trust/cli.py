@@ -165,6 +165,7 @@ def lm_eval_main() -> None:
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
+    import lm_eval_trust.model_adapters.scripted  # noqa: F401  (registers trust-scripted)
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
     from lm_eval_trust.compression import CompressionError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
