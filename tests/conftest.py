@@ -74,7 +74,7 @@ def data_dir() -> Path | None:
 def shared_data() -> Path:
     path = data_dir()
     if path is None:
-        missing_mirror("set TRUST_DATA_DIR to the offline mirror (../shared) to run data-backed tests")
+        missing_mirror("set TRUST_DATA_DIR to the offline data mirror to run data-backed tests")
     return path
 
 

@@ -59,7 +59,7 @@ def test_a_file_cut_at_a_line_end_still_parses_but_is_caught(shared_data, tmp_pa
     with pytest.raises(DataError, match="does not match the manifest") as err:
         root.get(TOXIC)
     assert str(path) in str(err.value)
-    assert f"lm-eval-trust data fetch --data-dir {tmp_path} --force --path {TOXIC}" in str(err.value)
+    assert f"lm-eval-trust data fetch --data_dir {tmp_path} --force --path {TOXIC}" in str(err.value)
     with pytest.raises(DataError, match="does not match the manifest"):
         root.try_get(TOXIC)  # a damaged file is no reason for a documented fallback
 

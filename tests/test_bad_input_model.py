@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import pytest
 from test_bad_input_data import load_task
 
-from lm_eval_trust.model_adapters import compress, embedded
-from lm_eval_trust.model_adapters.compress import CompressionError, CompressionSpec
+from lm_eval_trust.compression import CompressionError, CompressionSpec
+from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.calibration import calibration_texts
 from lm_eval_trust.model_adapters.embedded import ModelResolutionError
 from lm_eval_trust.task import TaskConfigError
 
@@ -136,7 +137,7 @@ def test_unusable_calibration_files(tmp_path, name, content, message):
     path.write_text(content)
     spec = CompressionSpec(compress="wanda", calib_dataset=str(path), calib_samples=4)
     with pytest.raises(CompressionError, match=message) as err:
-        compress.calibration_texts(spec, None, None)
+        calibration_texts(spec, None, None)
     assert str(path) in str(err.value)
 
 

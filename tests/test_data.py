@@ -1,7 +1,7 @@
 """Tests for `lm_eval_trust.data`: hashing, the manifest, verify, fetch and data-root resolution.
 
 Tests that need real data files read them from the offline mirror named by `TRUST_DATA_DIR`
-(CI sets `TRUST_DATA_DIR=../shared`, relative to the repository) and copy the few small files they
+(a path relative to the repository works too) and copy the few small files they
 need into `tmp_path`; they are skipped when the mirror is not there. Downloads go only to a loopback
 HTTP server started by the tests on 127.0.0.1.
 """
@@ -54,7 +54,7 @@ HEX40 = re.compile(r"[0-9a-f]{40}")
 
 def _resolve_mirror() -> tuple[Path | None, str]:
     if not _MIRROR_ENV:
-        return None, "TRUST_DATA_DIR is not set; point it at the offline data mirror (CI: ../shared)"
+        return None, "TRUST_DATA_DIR is not set; point it at the offline data mirror"
     path = Path(_MIRROR_ENV).expanduser()
     if not path.is_absolute():
         path = REPO / path
@@ -583,3 +583,14 @@ def test_data_root_cache_mode_does_not_fetch_unknown_files(remote, monkeypatch):
     with pytest.raises(data.DataError, match="not/in/manifest.json"):
         data.DataRoot().get("not/in/manifest.json")
     assert remote.requests == []
+
+
+def test_data_root_for_data_commands(tmp_path, monkeypatch, isolated_env):
+    """`data fetch/verify` use --data_dir, else TRUST_DATA_DIR, else the user cache (one resolution)."""
+    assert data.data_root() == isolated_env / "data"
+    monkeypatch.setenv("TRUST_DATA_DIR", str(tmp_path / "env"))
+    assert data.data_root() == tmp_path / "env"
+    assert data.data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data.fetch_command(tmp_path, path=ADV_DEV, force=True) == (
+        f"lm-eval-trust data fetch --data_dir {tmp_path} --force --path {ADV_DEV}"
+    )

@@ -177,7 +177,7 @@ def _truncate(path, keep=0.5):
 def test_compressed_checkpoint_without_marker_or_with_cut_weights_is_redone(tiny_model, isolated_cache):
     spec = compress.CompressionSpec(compress="magnitude", structure="2:4")
     path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
-    stale = path.parent / f".{path.name}.killed"
+    stale = path.parent / f".{path.name}.killed.part"
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"partial")
     (path / "compression.json").unlink()
