@@ -29,8 +29,7 @@ import torch
 from lm_eval_trust.compression import CompressionSpec, format_model_args, model_args, parse_setting
 from lm_eval_trust.model_adapters import embedded
 from lm_eval_trust.model_adapters.calibration import calibration_dataset
-from lm_eval_trust.model_adapters.pruning import magnitude_prune
-from lm_eval_trust.model_adapters.recipes import recipe, skip_pinned_memory_without_accelerator
+from lm_eval_trust.model_adapters.recipes import compress_model
 
 SETTINGS = {
     "magnitude": "magnitude:2:4",
@@ -73,22 +72,10 @@ def run_direct(base: str, spec: CompressionSpec) -> float:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as out:
         if spec.compress == "magnitude":
-            magnitude_prune(model, spec.sparsity, spec.structure)
+            compress_model(spec, model, tokenizer, None)
             model.save_pretrained(out)
         else:
-            from llmcompressor import oneshot
-
-            calibration, _ = calibration_dataset(spec, model, tokenizer)
-            if spec.compress == "awq":
-                skip_pinned_memory_without_accelerator()
-            oneshot(
-                model=model,
-                dataset=calibration,
-                recipe=recipe(spec),
-                max_seq_length=spec.calib_seqlen,
-                num_calibration_samples=len(calibration),
-                tokenizer=tokenizer,
-            )
+            compress_model(spec, model, tokenizer, calibration_dataset(spec, model, tokenizer)[0])
             model.save_pretrained(out, save_compressed=True)
         tokenizer.save_pretrained(out)
     return time.perf_counter() - start

@@ -4,7 +4,7 @@ A full DecodingTrust run writes one sample-log line per document; this measures 
 costs around the model at that scale: time per stage, peak memory and bytes written, with the model
 itself free. Run:
 
-    TRUST_DATA_DIR=../shared python benchmarks/full_scale.py --n_samples 2 --output_path /tmp/full_scale
+    TRUST_DATA_DIR=/path/to/data python benchmarks/full_scale.py --n_samples 2 --output_path /tmp/full_scale
 
 It prints one table row per stage and a JSON summary (also written to `<output_path>/summary.json`).
 """

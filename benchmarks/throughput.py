@@ -16,7 +16,7 @@ way that reads every distinct token can gain over (a). The machine's ceilings ar
 same run: a decoding step at batch 1 (memory bound) and a forward pass over a large batch (compute
 bound).
 
-    TRUST_DATA_DIR=../shared HF_HUB_OFFLINE=1 python benchmarks/throughput.py --docs 2 --samples 5
+    TRUST_DATA_DIR=/path/to/data HF_HUB_OFFLINE=1 python benchmarks/throughput.py --docs 2 --samples 5
 """
 
 from __future__ import annotations

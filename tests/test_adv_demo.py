@@ -1,4 +1,4 @@
-"""Adversarial-demonstration parser, loading and score (decodingtrust_spec.md section 6)."""
+"""Adversarial-demonstration parser, loading and score."""
 
 import json
 

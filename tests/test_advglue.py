@@ -1,4 +1,4 @@
-"""AdvGLUE++ prompts, parser and score (decodingtrust_spec.md section 4) on hand-written cases."""
+"""AdvGLUE++ prompts, parser and score on hand-written cases."""
 
 import json
 

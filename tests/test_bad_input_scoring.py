@@ -22,7 +22,7 @@ from test_bad_input_data import load_task
 from test_scoring import fake_server, scorer  # noqa: F401  (fixtures: the fake Perspective server)
 
 from lm_eval_trust.data import DataRoot
-from lm_eval_trust.task import ScoreResponses
+from lm_eval_trust.task import KeepSamples
 
 DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "stereotype", "privacy"]
 REPLACEMENT = "\ufffd\ufffd the answer is \ufffd"  # what a tokenizer decodes invalid UTF-8 bytes to
@@ -88,22 +88,17 @@ def test_perspective_scores_replacement_characters_surrogates_and_long_text(scor
     assert scorer.score(texts) == [0.25, 0.25, 0.25] and len(fake_server.requests) == 3, "all cached"
 
 
-def test_score_responses_counts_empty_generations():
-    counts = {}
-    resps = ScoreResponses(None, {}, counts).apply([["", "  \n"], ["an answer", ""]], [{}, {}])
+def test_keep_samples_keeps_every_sample():
+    resps = KeepSamples().apply([("", "  \n"), ("an answer", "")], [{}, {}])
     assert resps == [["", "  \n"], ["an answer", ""]]
-    assert counts == {"generations": 4, "empty": 3}
 
 
 def test_a_mostly_empty_run_is_flagged_in_the_results(caplog):
     task = load_task("trust_advglue", {"scenarios": ["advglue_dev_sst2"]})
     doc = task.test_docs()[0]
-    items = [task.process_results(doc, [[""]])["score"] for _ in range(4)]
-    task.generation_counts.update(generations=4, empty=3)
     with caplog.at_level(logging.WARNING):
-        result = task.aggregate(items)
-    assert result["score"] == 0 and task.config.metadata["empty_generations"] == {
-        "generations": 4,
-        "empty": 3,
-    }
+        task._count_empty([[""], [""], ["  "], ["an answer"]])
+    items = [task.process_results(doc, [[""]])["score"] for _ in range(4)]
+    assert task.scores(items).headline["score"] == 0
+    assert task.config.metadata["empty_generations"] == {"generations": 4, "empty": 3}
     assert "3 of 4 generations are empty" in caplog.text

@@ -1,4 +1,4 @@
-"""Machine-ethics parser, loading and score (decodingtrust_spec.md section 8) on hand-written cases."""
+"""Machine-ethics parser, loading and score on hand-written cases."""
 
 import csv
 import json

@@ -1,4 +1,4 @@
-"""Fairness parser, metrics, loading and score (decodingtrust_spec.md section 9) on hand-written cases."""
+"""Fairness parser, metrics, loading and score on hand-written cases."""
 
 import json
 from collections import Counter

@@ -1,4 +1,4 @@
-"""OOD parsers, prompts and score (decodingtrust_spec.md section 5) on hand-written cases."""
+"""OOD parsers, prompts and score on hand-written cases."""
 
 import json
 

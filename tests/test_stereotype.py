@@ -1,4 +1,4 @@
-"""Stereotype bias: the fork's classifier, prompts, loading and score (decodingtrust_spec.md section 3)."""
+"""Stereotype bias: the fork's classifier, prompts, loading and score."""
 
 import csv
 

@@ -1,4 +1,4 @@
-"""Toxicity prompts, batch scoring and expected maximum toxicity (decodingtrust_spec.md section 2)."""
+"""Toxicity prompts, batch scoring and expected maximum toxicity."""
 
 import pytest
 from conftest import task_config

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from lm_eval_trust.compression import PRUNERS, QUANTIZERS
 from lm_eval_trust.report.comparison import DIMENSIONS, SHORT_NAMES
-from lm_eval_trust.report.runs import DENSE_BITS, PRUNERS, QUANTIZERS
+from lm_eval_trust.report.runs import DENSE_BITS
 
 
 def _pyplot():

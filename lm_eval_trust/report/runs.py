@@ -11,10 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-QUANTIZERS = ("gptq", "awq")
-PRUNERS = ("magnitude", "sparsegpt", "wanda")
-# A checkpoint with at least this share of zero weights counts as pruned even without compression metadata.
-PRUNED_SPARSITY = 0.05
+from lm_eval_trust.compression import (
+    PRUNED_SPARSITY,
+    QUANTIZERS,
+    CompressionSpec,
+    label,
+    leaderboard_name,
+    pruning_label,
+)
+
 DENSE_BITS = 16
 # lm-eval names a run's files `results_<date>.json` and `samples_<task>_<date>.jsonl`.
 RESULTS_RE = re.compile(r"^results_(.+)\.json$")
@@ -67,12 +72,16 @@ class ModelRun:
         return self.config.get("compression") or {}
 
     @property
-    def arguments(self) -> dict:
-        return self.compression.get("arguments") or {}
+    def spec(self) -> CompressionSpec:
+        return CompressionSpec.from_record(self.compression)
 
     @property
     def method(self) -> str:
-        return self.compression.get("method") or "none"
+        return self.spec.compress
+
+    @property
+    def checkpoint_format(self) -> str | None:
+        return (self.config.get("weights_measured") or {}).get("checkpoint_format")
 
     @property
     def measured_sparsity(self) -> float:
@@ -80,49 +89,27 @@ class ModelRun:
 
     @property
     def is_dense(self) -> bool:
-        fmt = (self.config.get("weights_measured") or {}).get("checkpoint_format")
-        return self.method == "none" and self.measured_sparsity < PRUNED_SPARSITY and fmt not in QUANTIZERS
+        return (
+            self.method == "none"
+            and self.measured_sparsity < PRUNED_SPARSITY
+            and self.checkpoint_format not in QUANTIZERS
+        )
 
     @property
     def bits(self) -> int | None:
-        return self.arguments.get("bits") if self.method in QUANTIZERS else None
+        return self.spec.bits if self.spec.kind == "quantize" else None
 
     @property
     def pruning(self) -> str | None:
-        """`2:4 50%`, `unstructured 50%`: the pruning setting, also for checkpoints pruned elsewhere."""
-        if self.method in PRUNERS:
-            structure = self.arguments.get("structure") or "unstructured"
-            sparsity = self.arguments.get("sparsity", self.compression.get("sparsity"))
-            return f"{structure} {_percent(sparsity)}"
-        if self.method == "none" and self.measured_sparsity >= PRUNED_SPARSITY:
-            return f"{_percent(self.measured_sparsity)} measured"
-        return None
+        return pruning_label(self.spec, self.measured_sparsity)
 
     @property
     def compression_name(self) -> str:
-        """`dense`, `gptq 4-bit g64`, `wanda 2:4 50%`: what the report calls the setting."""
-        if self.method in QUANTIZERS:
-            return f"{self.method} {self.bits}-bit g{self.arguments.get('group_size')}"
-        if self.method in PRUNERS:
-            return f"{self.method} {self.pruning}"
-        if self.pruning:
-            return f"pruned {self.pruning}"
-        fmt = (self.config.get("weights_measured") or {}).get("checkpoint_format")
-        return f"{fmt} checkpoint" if fmt in QUANTIZERS else "dense"
+        return label(self.spec, self.measured_sparsity, self.checkpoint_format)
 
     @property
     def leaderboard_name(self) -> str:
-        """The leaderboard's `model@setting` form, e.g. `smollm2@gptq_4bit_64g`, `smollm2@wanda_0.5_2to4`."""
-        if self.method in QUANTIZERS:
-            return f"{self.name}@{self.method}_{self.bits}bit_{self.arguments.get('group_size')}g"
-        if self.method in PRUNERS:
-            structure = (self.arguments.get("structure") or "unstructured").replace(":", "to")
-            return f"{self.name}@{self.method}_{self.arguments.get('sparsity')}_{structure}"
-        return self.name
-
-
-def _percent(value) -> str:
-    return "?" if value is None else f"{100 * float(value):.0f}%"
+        return leaderboard_name(self.name, self.spec)
 
 
 # -- lm-eval's output files ------------------------------------------------------------------------
