@@ -45,6 +45,7 @@ from lm_eval_trust.dimension import (
     select_scenarios,
 )
 from lm_eval_trust.secrets import scrub_options
+from lm_eval_trust.workarounds import task_config_without_class
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ def dimension_aggregation(items):
 
 class TrustTask(ConfigurableTask):
     def __init__(self, config: dict | None = None, **kwargs):
-        cfg = dict(config or {})
-        cfg.pop("class", None)
-        super().__init__(config=cfg, **kwargs)
+        super().__init__(config=task_config_without_class(config), **kwargs)
         self._scores: tuple[tuple, Scores] | None = None
         self._instances_by_doc: dict[int, list[Instance]] | None = None
         self._request_kwargs: dict[str, dict] = {}

@@ -21,16 +21,13 @@ import torch
 from filelock import FileLock
 
 from lm_eval_trust.atomic import atomic_path, clean_partials
-from lm_eval_trust.compression import CompressionError, CompressionSpec
+from lm_eval_trust.compression import CompressionSpec
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters.calibration import calibration_dataset
 from lm_eval_trust.model_adapters.embedded import ModelResolutionError, check_checkpoint
 from lm_eval_trust.model_adapters.measure import measure
 from lm_eval_trust.model_adapters.recipes import compress_model
-from lm_eval_trust.model_adapters.targets import check_group_size, target_linears
-
-# CompressionError and target_linears are imported from here by formats and trust_hf.
-__all__ = ["CompressionError", "CompressionSpec", "compressed_checkpoint", "target_linears"]
+from lm_eval_trust.model_adapters.targets import check_group_size
 
 log = logging.getLogger(__name__)
 

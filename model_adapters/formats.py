@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.model_adapters.targets import target_linears
+from lm_eval_trust.workarounds import set_gptqmodel_cpu_workers
 
 # transformers 5 loads both GPTQ- and AWQ-format checkpoints through GPTQModel's kernels (AutoAWQ is
 # deprecated and does not support transformers 5); GPTQ also needs optimum.
@@ -45,15 +45,6 @@ def check_backend(fmt: str) -> None:
             f"this checkpoint is in {fmt.upper()} format and needs {', '.join(missing)}: {install}"
         )
     set_gptqmodel_cpu_workers()
-
-
-def set_gptqmodel_cpu_workers() -> None:
-    """Tell GPTQModel how many CPU workers to use, unless `GPTQMODEL_CPU_WORKERS` is set already.
-
-    GPTQModel 7.6.0 sizes its CPU thread pool from the idle cores it sees at import, and on a busy
-    2-core machine fails to load ("requests 2 workers but parent 'cpu' only has 1") without it.
-    """
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
 
 
 def measured_weights(model, checkpoint_format: str) -> dict:

@@ -3,10 +3,9 @@ SparseGPT and Wanda, our own masks for magnitude pruning."""
 
 from __future__ import annotations
 
-import torch
-
 from lm_eval_trust.compression import STRUCTURES, CompressionSpec
 from lm_eval_trust.model_adapters.pruning import magnitude_prune
+from lm_eval_trust.workarounds import skip_pinned_memory_without_accelerator
 
 
 def recipe(spec: CompressionSpec):
@@ -36,22 +35,6 @@ def recipe(spec: CompressionSpec):
     groups = {"group_0": {"targets": ["Linear"], "weights": {**weights, "symmetric": False}}}
     # AWQ smooths inside decoder layers (its mappings), so it has no ignore list of its own.
     return [AWQModifier(), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
-
-
-def skip_pinned_memory_without_accelerator() -> None:
-    """Workaround for llm-compressor 0.14.0.1 (pinned in setup.cfg), needed by AWQ on CPU.
-
-    AWQ's activation cache calls `llmcompressor.pipelines.cache.IntermediatesCache.pin_memory`,
-    which pins host tensors for faster copies to an accelerator; without one, torch's
-    `Tensor.pin_memory()` raises "Cannot access accelerator device when none is available", so AWQ
-    cannot run on a CPU-only machine. Pinning only speeds up host-to-device copies, so skipping it
-    there changes no weight. With an accelerator nothing is patched.
-    """
-    if torch.cuda.is_available():
-        return
-    from llmcompressor.pipelines import cache as pipeline_cache
-
-    pipeline_cache.IntermediatesCache.pin_memory = lambda self, *a, **k: None
 
 
 def compress_model(spec: CompressionSpec, model, tokenizer, calibration) -> None:

@@ -15,7 +15,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psutil
-import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
@@ -28,6 +27,7 @@ from lm_eval_trust.model_adapters.formats import check_backend, detect_format, m
 from lm_eval_trust.model_adapters.generation import SharedGeneration
 from lm_eval_trust.model_adapters.identity import fingerprint, model_identity, weights_sha256
 from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
+from lm_eval_trust.workarounds import decompress_now, load_dtype
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,6 @@ def compress_base(base: str, spec: CompressionSpec, save_dir: str | None = None)
     base_hash = weights_sha256(local) if local.is_dir() else f"hub:{base}"
     path, metadata = compressed_checkpoint(base, base_hash, spec, save_dir)
     return str(path), metadata
-
-
-def load_dtype(dtype, device: str | None):
-    """`dtype="auto"` is float32 on CPU: torch 2.13.0's bf16 matmuls on CPUs without native bf16
-    (no AVX512-BF16 or AMX) are hundreds of times slower than fp32, and `auto` would load a bf16
-    checkpoint as bf16."""
-    on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
-    return "float32" if dtype == "auto" and on_cpu else dtype
-
-
-def decompress_now(model) -> None:
-    """Decompress a compressed-tensors model at load, after its packed weights were measured.
-
-    compressed-tensors 0.19.0 decompresses on the model's first forward, from a pre-hook on the top
-    module (`ct_decompress_hook`); shared-prefix generation runs the decoder alone first, which
-    would find the weights still packed, with no dense weights to compute with.
-    """
-    handle = getattr(model, "ct_decompress_hook", None)
-    hook = model._forward_pre_hooks.get(handle.id) if handle is not None else None
-    if hook is not None:
-        hook(model, ())
 
 
 @register_model("trust-hf")

@@ -14,6 +14,7 @@ import torch
 from conftest import cli_env, read_results
 
 from lm_eval_trust import data
+from lm_eval_trust.compression import CompressionSpec
 from lm_eval_trust.model_adapters import compress, embedded
 from lm_eval_trust.model_adapters.identity import weights_sha256
 from lm_eval_trust.scoring import toxicity
@@ -175,7 +176,7 @@ def _truncate(path, keep=0.5):
 
 
 def test_compressed_checkpoint_without_marker_or_with_cut_weights_is_redone(tiny_model, isolated_cache):
-    spec = compress.CompressionSpec(compress="magnitude", structure="2:4")
+    spec = CompressionSpec(compress="magnitude", structure="2:4")
     path, meta = compress.compressed_checkpoint(str(tiny_model), "base", spec)
     stale = path.parent / f".{path.name}.killed.part"
     stale.mkdir()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from lm_eval_trust.classification import classification_messages
-from lm_eval_trust.data import DataError, DataRoot, read_jsonl
+from lm_eval_trust.data import DataError, DataRoot, fetch_command, read_jsonl
 from lm_eval_trust.dimension import Loaded, TaskConfigError
 from lm_eval_trust.metrics import mean
 from lm_eval_trust.phrases import ADV_DEMO_REFUSALS
@@ -143,14 +143,13 @@ def load(data: DataRoot, options: dict) -> Loaded:
     defaults = [c["name"] for c in cells() if c["scored"] and c["name"] in scenarios]
     info: dict = {"data_source": "decodingtrust_adv_demonstration", "seeds": seeds}
     if absent:
-        where = f" --data_dir {data.explicit}" if data.explicit else ""
         info["missing_files"] = {family: len(paths) for family, paths in absent.items()}
         info["missing_components"] = [
             f for f in COMPONENTS if f in absent and not any(d["family"] == f for d in docs)
         ]
         info["warnings"] = [
             f"{len(paths)} {family} file(s) are absent (e.g. {paths[0]}); the {family} part is left out and "
-            f"the score is partial. Fetch them with `lm-eval-trust data fetch{where} --only adv_demo`."
+            f"the score is partial. Fetch them with `{fetch_command(data.explicit or None, only='adv_demo')}`."
             for family, paths in absent.items()
         ]
     return Loaded(docs, scenarios, defaults, info)

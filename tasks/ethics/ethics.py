@@ -18,7 +18,7 @@ from collections import defaultdict
 import jinja2
 
 from lm_eval_trust.classification import classification_messages
-from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.data import DataError, DataRoot, fetch_command
 from lm_eval_trust.dimension import Loaded, TaskConfigError
 from lm_eval_trust.metrics import mean
 
@@ -224,8 +224,7 @@ def load(data: DataRoot, options: dict) -> Loaded:
     if scoring not in SCORINGS:
         raise TaskConfigError(f"--metadata ethics_scoring={scoring!r} is not one of {list(SCORINGS)}")
     options = {**options, "scoring": scoring}
-    where = f" --data_dir {data.explicit}" if data.explicit else ""
-    fetch = f"`lm-eval-trust data fetch{where} --only ethics`"
+    fetch = f"`{fetch_command(data.explicit or None, only='ethics')}`"
     info: dict = {"data_source": "decodingtrust_machine_ethics"}
     missing, warnings = [], []
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lm_eval_trust.classification import SYSTEM_FEW_SHOT, SYSTEM_ZERO_SHOT
-from lm_eval_trust.data import DataError, DataRoot, read_jsonl
+from lm_eval_trust.data import DataError, DataRoot, fetch_command, read_jsonl
 from lm_eval_trust.dimension import Loaded, TaskConfigError
 from lm_eval_trust.metrics import mean
 from lm_eval_trust.phrases import FAIRNESS_KEYWORDS
@@ -272,11 +272,10 @@ def load(data: DataRoot, options: dict) -> Loaded:
         ),
     }
     if missing:
-        where = f" --data_dir {data.explicit}" if data.explicit else ""
         info["missing_components"] = missing
         info["warnings"] = [
             f"fairness settings {missing} are left out, their data is absent ({reasons[0]}); the score is "
-            f"partial. Fetch it with `lm-eval-trust data fetch{where} --only fairness`."
+            f"partial. Fetch it with `{fetch_command(data.explicit or None, only='fairness')}`."
         ]
     defaults = [s for s in SCORED if s in scenarios]
     return Loaded(docs, scenarios, defaults, info)

@@ -6,7 +6,7 @@ import json
 import random
 from typing import NamedTuple
 
-from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.data import DataError, DataRoot, fetch_command
 from lm_eval_trust.tasks.privacy.prompts import (
     context_prompt,
     enron_prompt,
@@ -61,8 +61,7 @@ def _doc(scenario: str, family: str, messages: list[dict], target: str, word: st
 
 
 def _missing(data: DataRoot, what: str, consequence: str) -> str:
-    where = f" --data_dir {data.explicit}" if getattr(data, "explicit", None) else ""
-    return f"{what}; {consequence} Fetch it with `lm-eval-trust data fetch{where} --only privacy`."
+    return f"{what}; {consequence} Fetch it with `{fetch_command(getattr(data, 'explicit', None) or None, only='privacy')}`."
 
 
 def _check_names(relpath: str, source: dict, email2name: dict) -> dict:

@@ -1,0 +1,88 @@
+"""Workarounds for limits of the pinned dependencies, each naming the version that needs it.
+
+Standalone workarounds live here; those that are part of a class or module of their own are
+listed with where they are, so a version bump has one place to re-check:
+
+- lm-eval 0.4.13:
+  - `tasks/_trust_template_yaml`: `process_results: process_results` (lm-eval's own marker for a
+    task's method; without it every `metric_list` name is looked up in lm-eval's metric registry,
+    then in HF `evaluate`) and the `trust_keep_samples` filter (the default keeps one sample).
+  - `task_config_without_class` below.
+  - `model_adapters/trust_hf.py: TrustHFLM.set_cache_hook`: `CachingLM` keys responses without the
+    model, so each model gets its own table of the response cache.
+  - `model_adapters/sample_store.py: SampleStore`: `CachingLM` never reads sampled requests back.
+  - `model_adapters/trust_hf.py: TrustHFLM._detect_batch_size`: the `auto` probe runs
+    `max_batch_size` x the longest context, minutes on a CPU.
+  - `model_adapters/generation.py: _encode_context, _finish_text`: copies of code inline in
+    `HFLM.generate_until`, so shared-prefix generation feeds and cuts exactly as `hf` does.
+- transformers 5.17.0:
+  - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed.
+  - `model_adapters/generation.py: LOGITS_PROCESSING, _greedy_generate`: follow its logits
+    processors; finished rows leave the batch (it keeps them to the end).
+  - `model_adapters/embedded.py: convert`: a GGUF-loaded model cannot be saved as it is.
+- compressed-tensors 0.19.0: `decompress_now` below.
+- llm-compressor 0.14.0.1: `skip_pinned_memory_without_accelerator` below.
+- torch 2.13.0: `load_dtype` below.
+- GPTQModel 7.6.0: `set_gptqmodel_cpu_workers` below.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def task_config_without_class(config: dict | None) -> dict:
+    """lm-eval 0.4.13 passes a YAML's `class:` on to `TaskConfig`, which rejects it (TypeError)."""
+    config = dict(config or {})
+    config.pop("class", None)
+    return config
+
+
+def load_dtype(dtype, device: str | None):
+    """`dtype="auto"` is float32 on CPU: torch 2.13.0's bf16 matmuls on CPUs without native bf16
+    (no AVX512-BF16 or AMX) are hundreds of times slower than fp32, and `auto` would load a bf16
+    checkpoint as bf16."""
+    import torch
+
+    on_cpu = not torch.cuda.is_available() or str(device).startswith("cpu")
+    return "float32" if dtype == "auto" and on_cpu else dtype
+
+
+def decompress_now(model) -> None:
+    """Decompress a compressed-tensors model at load, after its packed weights were measured.
+
+    compressed-tensors 0.19.0 decompresses on the model's first forward, from a pre-hook on the top
+    module (`ct_decompress_hook`); shared-prefix generation runs the decoder alone first, which
+    would find the weights still packed, with no dense weights to compute with.
+    """
+    handle = getattr(model, "ct_decompress_hook", None)
+    hook = model._forward_pre_hooks.get(handle.id) if handle is not None else None
+    if hook is not None:
+        hook(model, ())
+
+
+def skip_pinned_memory_without_accelerator() -> None:
+    """llm-compressor 0.14.0.1 (needed by AWQ on CPU): no pinned memory without an accelerator.
+
+    AWQ's activation cache calls `llmcompressor.pipelines.cache.IntermediatesCache.pin_memory`,
+    which pins host tensors for faster copies to an accelerator; without one, torch's
+    `Tensor.pin_memory()` raises "Cannot access accelerator device when none is available", so AWQ
+    cannot run on a CPU-only machine. Pinning only speeds up host-to-device copies, so skipping it
+    there changes no weight. With an accelerator nothing is patched.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    from llmcompressor.pipelines import cache as pipeline_cache
+
+    pipeline_cache.IntermediatesCache.pin_memory = lambda self, *a, **k: None
+
+
+def set_gptqmodel_cpu_workers() -> None:
+    """Tell GPTQModel how many CPU workers to use, unless `GPTQMODEL_CPU_WORKERS` is set already.
+
+    GPTQModel 7.6.0 sizes its CPU thread pool from the idle cores it sees at import, and on a busy
+    2-core machine fails to load ("requests 2 workers but parent 'cpu' only has 1") without it.
+    """
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
