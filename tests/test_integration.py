@@ -95,7 +95,7 @@ def test_scenarios_are_selected_with_metadata(run_cli, tiny_model, tmp_path):
     )
     results, samples = read_results(out)
     assert {s["doc"]["scenario"] for s in samples} == {"advglue_dev_rte"}
-    assert "score_advglue_dev_rte,none" in results["results"]["trust_advglue"]
+    assert "score_advglue_dev_rte" in results["configs"]["trust_advglue"]["metadata"]["breakdown"]
     bad = run_cli(
         "lm-eval-trust",
         *RUN,
@@ -217,13 +217,11 @@ def test_limit_reaches_every_default_scenario(run_cli, tiny_model, tmp_path, tas
     results, samples = read_results(out)
     res = results["results"][task]
     assert len({s["doc"]["scenario"] for s in samples}) == n_default
-    assert all(
-        res[f"score_{s},none"] is not None for s in results["configs"][task]["metadata"]["scenarios_run"]
-    )
+    meta = results["configs"][task]["metadata"]
+    assert all(meta["breakdown"][f"score_{s}"] is not None for s in meta["scenarios_run"])
     assert 0 <= res["score,none"] <= 100
     assert all(res[f"{c},none"] is not None for c in components)
     if task == "trust_adv_demo":
-        meta = results["configs"][task]["metadata"]
         assert meta["missing_components"] == ["spurious"] and res["partial,none"] == 1.0
         assert res["spurious,none"] is None
     else:
