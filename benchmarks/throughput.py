@@ -213,14 +213,14 @@ def main(argv=None) -> None:
         help="scenarios per dimension, each with --docs documents (default 0)",
     )
     parser.add_argument("--samples", type=int, default=5, help="samples per prompt in sampled scenarios")
-    parser.add_argument("--max-gen-toks", type=int, default=32, help="cap on new tokens per answer")
+    parser.add_argument("--max_gen_toks", type=int, default=32, help="cap on new tokens per answer")
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--skip-stock", action="store_true", help="leave out (b)")
+    parser.add_argument("--skip_stock", action="store_true", help="leave out (b)")
     parser.add_argument(
         "--dimensions", nargs="+", default=DIMENSIONS, choices=DIMENSIONS, help="dimensions to draw from"
     )
     parser.add_argument(
-        "--full-bound",
+        "--full_bound",
         action="store_true",
         help="only print the prefill bound over every document of the dimensions (no generation)",
     )
