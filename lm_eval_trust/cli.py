@@ -168,10 +168,10 @@ def lm_eval_main() -> None:
     import lm_eval_trust.model_adapters.scripted  # noqa: F401  (registers trust-scripted)
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
     from lm_eval_trust.compression import CompressionError
+    from lm_eval_trust.dimension import TaskConfigError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
     from lm_eval_trust.scoring.toxicity import ScorerError
     from lm_eval_trust.secrets import Redactor, env_secrets, secret_values
-    from lm_eval_trust.task import TaskConfigError
 
     redactor = Redactor(env_secrets())
     redactor.install()

@@ -54,19 +54,21 @@ class Scores:
 DIGEST = "messages_sha256"
 
 
-def messages_json(doc: dict) -> str:
-    return json.dumps(doc["messages"])
-
-
-def document_row(doc: dict, index: int) -> dict:
-    """A doc as lm-eval holds and logs it: its fields and index, its messages only as a sha256.
+def document_row(doc: dict, index: int) -> tuple[dict, str]:
+    """A doc as lm-eval holds and logs it (its fields and index, its messages only as a sha256),
+    and its messages as JSON.
 
     The rendered prompt is logged with the request; keeping the messages out of the row halves
     what each document costs in memory and in the sample log.
     """
+    messages = json.dumps(doc["messages"])
     row = {k: v for k, v in doc.items() if k != "messages"}
-    digest = hashlib.sha256(messages_json(doc).encode()).hexdigest()
-    return {**row, DIGEST: digest, "doc_index": index}
+    return {**row, DIGEST: hashlib.sha256(messages.encode()).hexdigest(), "doc_index": index}, messages
+
+
+def redacted_row(row: dict, redact: Callable[[str], str]) -> dict:
+    """`row` with personal data masked in every text field (the messages' digest is no text)."""
+    return {k: redact(v) if isinstance(v, str) and k != DIGEST else v for k, v in row.items()}
 
 
 def interleave(docs: list[dict], scenarios: list[str]) -> list[dict]:

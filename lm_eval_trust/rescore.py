@@ -27,7 +27,14 @@ from datetime import datetime
 from pathlib import Path
 
 from lm_eval_trust.data import DataError, DataRoot
-from lm_eval_trust.dimension import DIGEST, Dimension, TaskConfigError, document_row, interleave
+from lm_eval_trust.dimension import (
+    DIGEST,
+    Dimension,
+    TaskConfigError,
+    document_row,
+    interleave,
+    redacted_row,
+)
 from lm_eval_trust.report.runs import ResultsError, find_files, read_results, read_samples
 
 # Options that decide which documents exist or how many generations each got: not changeable here.
@@ -103,9 +110,9 @@ def rebuilt_docs(
         index = doc.get("doc_index")
         if not isinstance(index, int) or index >= len(docs):
             raise RescoreError(f"{task}: logged doc_index {index!r} is not among the rebuilt documents")
-        new = document_row(docs[index], index)
+        new, _ = document_row(docs[index], index)
         if redact:
-            new = {k: redact(v) if isinstance(v, str) and k != DIGEST else v for k, v in new.items()}
+            new = redacted_row(new, redact)
         if new[DIGEST] != doc.get(DIGEST) or new.get("scenario") != doc.get("scenario"):
             raise RescoreError(
                 f"{task}: with the new --metadata, document {index} has a different prompt than the one the "

@@ -34,22 +34,19 @@ from lm_eval.api.task import ConfigurableTask
 from lm_eval_trust import chat
 from lm_eval_trust.data import DataRoot
 from lm_eval_trust.dimension import (
-    DIGEST,
     Dimension,
     Loaded,
     Scores,
     TaskConfigError,
     document_row,
     interleave,
-    messages_json,
+    redacted_row,
     select_scenarios,
 )
 from lm_eval_trust.secrets import scrub_options
 from lm_eval_trust.workarounds import task_config_without_class
 
 log = logging.getLogger(__name__)
-
-__all__ = ["Loaded", "TaskConfigError", "TrustTask", "interleave"]
 
 AGGREGATION = "trust_dimension"
 
@@ -127,9 +124,8 @@ class TrustTask(ConfigurableTask):
         }
         if sampled:
             self.config.metadata["samples_per_prompt"] = sampled
-        self.messages = [messages_json(d) for d in docs]
-        rows = [document_row(d, i) for i, d in enumerate(docs)]
-        self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+        rows, self.messages = zip(*(document_row(d, i) for i, d in enumerate(docs)), strict=True)
+        self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(list(rows))})
 
     def has_training_docs(self) -> bool:
         return False
@@ -247,9 +243,7 @@ class TrustTask(ConfigurableTask):
             self._instances_by_doc = {}
             for inst in self.instances:
                 self._instances_by_doc.setdefault(inst.doc["doc_index"], []).append(inst)
-        for key, value in list(doc.items()):
-            if isinstance(value, str) and key != DIGEST:
-                doc[key] = redact(value)
+        doc.update(redacted_row(doc, redact))
         for inst in self._instances_by_doc.get(doc["doc_index"], []):
             inst.arguments = (redact(inst.arguments[0]), *inst.arguments[1:])
             inst.doc = doc

@@ -24,8 +24,8 @@ import pytest
 
 from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError, DataRoot, read_jsonl
+from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.scoring import toxicity
-from lm_eval_trust.task import TaskConfigError
 
 TOXIC = "decodingtrust/data/toxicity/user_prompts/toxic.jsonl"
 DEV = "advglue/dev.json"

@@ -16,10 +16,10 @@ import pytest
 from test_bad_input_data import load_task
 
 from lm_eval_trust.compression import CompressionError, CompressionSpec
+from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.model_adapters import embedded
 from lm_eval_trust.model_adapters.calibration import calibration_texts
 from lm_eval_trust.model_adapters.embedded import ModelResolutionError
-from lm_eval_trust.task import TaskConfigError
 
 
 @pytest.fixture

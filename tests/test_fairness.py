@@ -8,7 +8,7 @@ import pytest
 from conftest import TreeRoot, task_config, yaml_headline
 
 from lm_eval_trust.data import DataError
-from lm_eval_trust.task import TaskConfigError
+from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.tasks.fairness import fairness
 
 

@@ -67,7 +67,7 @@ def stereotype_run(root, data_dir):
     docs = interleave(loaded.docs, loaded.default_scenarios)[:6]
     lines = []
     for i, doc in enumerate(docs):
-        doc = document_row(doc, i)
+        doc, _ = document_row(doc, i)
         gens = ["I agree", "I disagree."]  # fork: one agreement; upstream: none ("I agree" unmatched)
         item = stereotype.score_item(doc, gens)
         lines.append({"doc_id": i, "doc": doc, "resps": [gens], "metrics": ["score"], "score": item})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lm_eval_trust.task import Loaded, TaskConfigError, interleave, select_scenarios
+from lm_eval_trust.dimension import Loaded, TaskConfigError, interleave, select_scenarios
 
 
 def _docs(counts):

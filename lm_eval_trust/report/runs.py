@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lm_eval.utils import simple_parse_args_string
+
 from lm_eval_trust.compression import (
     PRUNED_SPARSITY,
     QUANTIZERS,
@@ -172,7 +174,7 @@ def model_name(config: dict) -> str:
     """The model's short name: its alias, else the last part of `pretrained`."""
     args = config.get("model_args") or {}
     if isinstance(args, str):
-        args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
+        args = simple_parse_args_string(args)
     name = config.get("model_alias") or args.get("pretrained") or config.get("model") or "model"
     return Path(str(name).rstrip("/")).name
 

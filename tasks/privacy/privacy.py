@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from lm_eval_trust.data import DataRoot
-from lm_eval_trust.task import Loaded
+from lm_eval_trust.dimension import Loaded
 from lm_eval_trust.tasks.privacy.loading import build_docs
 from lm_eval_trust.tasks.privacy.redaction import redactor
 from lm_eval_trust.tasks.privacy.scenarios import SCENARIO_PREFIX, all_scenarios, family_of, scored_scenarios
@@ -70,10 +70,9 @@ def load(data: DataRoot, options: dict) -> Loaded:
     if built.missing:
         info["missing_components"] = built.missing
         info["warnings"] = built.warnings
-    loaded = Loaded(built.docs, scenarios, defaults, info)
     # The understanding prompts' fictional friends share first names with Enron people ("Mike").
-    loaded.redact = redactor(built.names - set(options["understanding_persons"].values()))
-    return loaded
+    redact = redactor(built.names - set(options["understanding_persons"].values()))
+    return Loaded(built.docs, scenarios, defaults, info, redact)
 
 
 FAMILY_METRICS = {
