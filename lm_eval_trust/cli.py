@@ -11,9 +11,10 @@ import contextlib
 import importlib
 import json
 import sys
+import time
 from collections import Counter
 
-from lm_eval_trust import TASKS_DIR
+from lm_eval_trust import TASKS_DIR, preflight
 from lm_eval_trust import data as trust_data
 
 
@@ -180,19 +181,17 @@ def lm_eval_main() -> None:
     args = cli.parse_args()
     for options in (getattr(args, "model_args", None), getattr(args, "metadata", None)):
         redactor.add(secret_values(options if isinstance(options, dict) else {}))
-    limit = getattr(args, "limit", None)
-    if limit is not None and limit <= 0:
-        print(
-            f"lm-eval-trust: error: --limit {limit:g} selects no documents; give a count (e.g. --limit 8), "
-            "a fraction below 1 (e.g. --limit 0.1), or drop --limit to run everything",
-            file=sys.stderr,
-        )
+    try:
+        preflight.check(args)
+    except preflight.PreflightError as err:
+        print(f"lm-eval-trust: error: {err}", file=sys.stderr)
         sys.exit(2)
     if hasattr(args, "include_path"):
         extra = args.include_path
         args.include_path = [str(TASKS_DIR)] + ([extra] if extra else [])
     if getattr(args, "command", None) == "ls" and args.what is None:
         args.what = "tasks"  # lm-eval prints its help here; listing is what `ls` is for
+    started = time.time()
     try:
         cli.execute(args)
     except (
@@ -204,6 +203,14 @@ def lm_eval_main() -> None:
     ) as err:
         print(f"lm-eval-trust: error: {err}", file=sys.stderr)
         sys.exit(2)
+    ran = getattr(args, "command", None) in (None, "run") and getattr(args, "tasks", None)
+    if ran and getattr(args, "output_path", None) and not preflight.results_written(args, started - 1):
+        print(
+            f"lm-eval-trust: error: the evaluation finished but no results file was written under "
+            f"{preflight.output_dir(args.output_path)} (see lm-eval's warning above); nothing was saved",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the trust-hf model, plus:
@@ -214,6 +221,7 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
   lm-eval-trust report RESULTS...          compare results against the dense baseline (tables, figures, CIs)
   lm-eval-trust rescore SAMPLES...         recompute trust scores from sample logs, without a model
+  lm-eval-trust plan --tasks trust ...     documents, generations, tokens and expected error bars of a design
 """
 
 
@@ -225,6 +233,7 @@ SUBCOMMANDS = {
     "sweep": "lm_eval_trust.sweep:sweep_main",
     "report": "lm_eval_trust.report:report_main",
     "rescore": "lm_eval_trust.rescore:rescore_main",
+    "plan": "lm_eval_trust.plan:plan_main",
 }
 
 
