@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -177,6 +178,10 @@ def lm_eval_main() -> None:
     redactor = Redactor(env_secrets())
     redactor.install()
     setup_logging()
+    # lm-eval configures only its own logger; ours (compression, caches, batch sizes) logs beside it.
+    ours, theirs = logging.getLogger("lm_eval_trust"), logging.getLogger("lm_eval")
+    ours.setLevel(theirs.level)
+    ours.handlers, ours.propagate = list(theirs.handlers), False
     cli = HarnessCLI()
     args = cli.parse_args()
     for options in (getattr(args, "model_args", None), getattr(args, "metadata", None)):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 METHODS = ("none", "gptq", "awq", "magnitude", "sparsegpt", "wanda")
 QUANTIZERS = ("gptq", "awq")
@@ -26,6 +27,8 @@ STRUCTURES = {"unstructured": None, "2:4": (2, 4), "4:8": (4, 8), "1:2": (1, 2)}
 BITS = (2, 3, 4, 8)
 # A checkpoint with at least this share of zero weights counts as pruned even without compression metadata.
 PRUNED_SPARSITY = 0.05
+# Local calibration files, by suffix; any other name is a hub dataset (or `self`).
+CALIB_SUFFIXES = (".txt", ".json", ".jsonl")
 # Paper defaults: Alpaca-cleaned through the chat template for quantization, C4 for pruning.
 DEFAULT_CALIBRATION = {"quantize": ("yahma/alpaca-cleaned", "chat"), "prune": ("allenai/c4", "raw")}
 SPEC_KEYS = (
@@ -41,10 +44,17 @@ SPEC_KEYS = (
     "calib_template",
 )
 INT_KEYS = ("bits", "group_size", "calib_samples", "calib_seqlen", "calib_seed")
-# Keys that only mean something for one kind of method; given for the other, they would be ignored.
-KIND_KEYS = {"quantize": ("bits", "group_size"), "prune": ("sparsity", "structure")}
-KIND_NAMES = {"quantize": "quantization (gptq, awq)", "prune": "pruning (magnitude, sparsegpt, wanda)"}
 CALIB_KEYS = tuple(k for k in SPEC_KEYS if k.startswith("calib_"))
+# What each kind of method reads besides calibration (the sweep's settings decide these).
+KIND_KEYS = {"quantize": ("bits", "group_size"), "prune": ("sparsity", "structure")}
+# The keys each method reads. Any other key would be ignored yet recorded as if applied, so it is an
+# error; magnitude pruning needs no calibration data.
+METHOD_KEYS = {
+    "none": ("compress",),
+    **{m: ("compress", *KIND_KEYS["quantize"], *CALIB_KEYS) for m in QUANTIZERS},
+    "magnitude": ("compress", *KIND_KEYS["prune"]),
+    **{m: ("compress", *KIND_KEYS["prune"], *CALIB_KEYS) for m in ("sparsegpt", "wanda")},
+}
 
 SETTING_HELP = """Settings, in a short form:
   dense                     the base model as it is
@@ -75,61 +85,133 @@ class CompressionSpec:
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> CompressionSpec:
-        """Take the compression keys out of `--model_args` (the rest goes to lm-eval's HF model)."""
+        """Take the compression keys out of `--model_args` (the rest goes to lm-eval's HF model).
+
+        A key the method does not read is an error even at its default value: it was asked for.
+        """
         values = {k: _typed(k, kwargs.pop(k)) for k in SPEC_KEYS if k in kwargs}
+        compress = values.get("compress", "none")
+        if compress in METHODS:
+            unused = [k for k in values if k not in METHOD_KEYS[compress]]
+            if unused:
+                raise CompressionError(_unused_message(compress, unused[0], values[unused[0]]))
         spec = cls(**values)
         spec.validate()
-        kind = spec.kind
-        for other, keys in KIND_KEYS.items():
-            misplaced = [k for k in keys if k in values and other != kind]
-            if misplaced:
-                given = ",".join(f"{k}={values[k]}" for k in misplaced)
-                raise CompressionError(
-                    f"{given} applies to {KIND_NAMES[other]}, not to compress={spec.compress}; drop it or "
-                    "choose such a method"
-                )
         return spec
 
     @classmethod
     def from_record(cls, compression: dict | None) -> CompressionSpec:
-        """The spec a results file's `config.compression` record was made with (checked when written)."""
+        """The spec a results file's `config.compression` record was made with (checked when written).
+
+        Records written before they held only the method's arguments hold every field; those the
+        method does not read are dropped here.
+        """
         compression = compression or {}
+        method = compression.get("method") or "none"
         arguments = compression.get("arguments") or {}
-        values = {k: arguments[k] for k in SPEC_KEYS if k in arguments}
-        if "sparsity" not in values and compression.get("sparsity") is not None:
+        keys = METHOD_KEYS.get(method, ())
+        values = {k: arguments[k] for k in keys if k in arguments and k != "compress"}
+        if "sparsity" in keys and "sparsity" not in values and compression.get("sparsity") is not None:
             values["sparsity"] = compression["sparsity"]
-        return cls(**{**values, "compress": compression.get("method") or "none"})
+        return cls(**{**values, "compress": method})
 
     @property
     def kind(self) -> str | None:
         return "quantize" if self.compress in QUANTIZERS else "prune" if self.compress in PRUNERS else None
 
+    @property
+    def uses_calibration(self) -> bool:
+        return "calib_dataset" in METHOD_KEYS.get(self.compress, ())
+
+    def arguments(self) -> dict:
+        """The fields the method reads, and only those: what a compression record holds."""
+        return {k: getattr(self, k) for k in METHOD_KEYS[self.compress]}
+
     def validate(self) -> None:
+        """Every field checked before any model work: type, range, and that the method reads it."""
         if self.compress not in METHODS:
             raise CompressionError(
                 f"compress={self.compress!r} is not a method; choose from {', '.join(METHODS)}"
             )
-        if self.kind == "quantize" and self.bits not in BITS:
-            raise CompressionError(f"compress={self.compress} needs bits in {BITS}, got bits={self.bits!r}")
-        if self.kind == "prune":
-            if self.structure not in STRUCTURES:
-                raise CompressionError(
-                    f"structure={self.structure!r} is not supported; choose from {', '.join(STRUCTURES)}"
-                )
-            nm = STRUCTURES[self.structure]
-            if nm and not math.isclose(self.sparsity, 1 - nm[0] / nm[1]):
-                raise CompressionError(
-                    f"structure={self.structure} keeps {nm[0]} of every {nm[1]} weights, i.e. sparsity "
-                    f"{1 - nm[0] / nm[1]}; drop sparsity={self.sparsity} or use structure=unstructured"
-                )
-            if not 0 < self.sparsity < 1:
-                raise CompressionError(f"sparsity={self.sparsity} must be between 0 and 1")
-        if self.calib_template not in (None, "chat", "raw"):
-            raise CompressionError(f"calib_template={self.calib_template!r} must be chat or raw")
+        defaults, used = CompressionSpec(), METHOD_KEYS[self.compress]
+        for key in SPEC_KEYS:
+            if key not in used and getattr(self, key) != getattr(defaults, key):
+                raise CompressionError(_unused_message(self.compress, key, getattr(self, key)))
+        for key in used:
+            _check_field(self, key, getattr(self, key))
 
-    def calibration(self) -> tuple[str, str]:
+    def calibration(self) -> tuple[str, str | None]:
+        """The calibration dataset and template this spec uses (text the model writes has no template)."""
         dataset, template = DEFAULT_CALIBRATION[self.kind]
-        return self.calib_dataset or dataset, self.calib_template or template
+        dataset = self.calib_dataset or dataset
+        return dataset, None if dataset == "self" else self.calib_template or template
+
+
+def _unused_message(method: str, key: str, value) -> str:
+    users = [m for m in METHODS if key in METHOD_KEYS[m]]
+    return (
+        f"compress={method} does not use {key}={value}: {key} is used only by {', '.join(users)}; "
+        f"drop {key} or choose such a method"
+    )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_field(spec: CompressionSpec, key: str, value) -> None:
+    """One field the method reads: its type and range, the message naming the value and the fix."""
+    if key in INT_KEYS and not _is_int(value) and not (key == "bits" and value is None):
+        raise CompressionError(f"{key}={value!r} must be an integer")
+    if key == "bits" and value not in BITS:
+        raise CompressionError(
+            f"compress={spec.compress} needs bits in {BITS}, got bits={value!r}; e.g. bits=4"
+        )
+    if key == "group_size" and value <= 0:
+        raise CompressionError(
+            f"group_size={value} must be a positive integer (the weights that share one scale, e.g. 128; "
+            "channel-wise group_size=-1 is not supported)"
+        )
+    if key in ("calib_samples", "calib_seqlen") and value <= 0:
+        example = 128 if key == "calib_samples" else 512
+        raise CompressionError(f"{key}={value} must be a positive integer, e.g. {key}={example}")
+    if key == "calib_seed" and value < 0:
+        raise CompressionError(f"calib_seed={value} must be a non-negative integer, e.g. calib_seed=0")
+    if key == "sparsity":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise CompressionError(f"sparsity={value!r} must be a number")
+        if not 0 < value < 1:
+            raise CompressionError(f"sparsity={value} must be between 0 and 1 (exclusive), e.g. 0.5")
+    if key == "structure":
+        if value not in STRUCTURES:
+            raise CompressionError(
+                f"structure={value!r} is not supported; choose from {', '.join(STRUCTURES)}"
+            )
+        nm = STRUCTURES[value]
+        if nm and not math.isclose(spec.sparsity, 1 - nm[0] / nm[1]):
+            raise CompressionError(
+                f"structure={value} keeps {nm[0]} of every {nm[1]} weights, i.e. sparsity "
+                f"{1 - nm[0] / nm[1]}; drop sparsity={spec.sparsity} or use structure=unstructured"
+            )
+    if key == "calib_dataset" and value is not None:
+        _check_calib_dataset(spec, value)
+    if key == "calib_template" and value not in (None, "chat", "raw"):
+        raise CompressionError(f"calib_template={value!r} must be chat or raw")
+
+
+def _check_calib_dataset(spec: CompressionSpec, value) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise CompressionError(
+            f"calib_dataset={value!r} must name a hub dataset, a local .jsonl/.json/.txt file, or self"
+        )
+    path = Path(value).expanduser()
+    if path.suffix in CALIB_SUFFIXES and not path.is_file():
+        raise CompressionError(f"calib_dataset={value}: no such file; give the path of an existing file")
+    if value == "self" and spec.calib_template is not None:
+        raise CompressionError(
+            f"calib_template={spec.calib_template} is not used with calib_dataset=self (the model's own "
+            "text is plain text); drop calib_template"
+        )
 
 
 def _typed(key: str, value):
@@ -145,7 +227,7 @@ def _typed(key: str, value):
             return int(value)
         if key == "sparsity":
             return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         kind = "an integer" if key in INT_KEYS else "a number"
         raise CompressionError(f"{key}={value!r} must be {kind}") from None
     return str(value)
@@ -176,6 +258,8 @@ def parse_setting(text: str) -> CompressionSpec:
                 f"setting {text!r}: write {method}:BITS[:gSIZE], e.g. {method}:4 or {method}:4:g64"
             )
         values = {"bits": int(rest[0])}
+        if len(rest) > 2:
+            raise CompressionError(f"setting {text!r}: give one group size, e.g. {method}:4:g64")
         for token in rest[1:]:
             if not re.fullmatch(r"g\d+", token):
                 raise CompressionError(f"setting {text!r}: {token!r} is not a group size (write g64, g128)")
@@ -188,11 +272,16 @@ def parse_setting(text: str) -> CompressionSpec:
             tokens = tokens[2:]
         elif tokens and tokens[0] in ("unstructured", "u"):
             tokens = tokens[1:]
+        if len(tokens) > 1:
+            raise CompressionError(
+                f"setting {text!r}: give one structure and at most one sparsity, e.g. {method}:2:4 or "
+                f"{method}:unstructured:0.5"
+            )
         for token in tokens:
             values["sparsity"] = _sparsity(token, text)
-        if "structure" in values and "sparsity" not in values:
-            keep, group = STRUCTURES.get(values["structure"]) or (0, 1)
-            values["sparsity"] = 1 - keep / group
+        nm = STRUCTURES.get(values.get("structure"))
+        if nm and "sparsity" not in values:
+            values["sparsity"] = 1 - nm[0] / nm[1]
     else:
         raise CompressionError(
             f"setting {text!r}: unknown method {method!r}; use dense, {', '.join(QUANTIZERS + PRUNERS)}"
@@ -220,13 +309,20 @@ def setting_text(spec: CompressionSpec) -> str:
 
 
 def model_args(spec: CompressionSpec) -> dict:
-    """The `--model_args` keys that make `spec`: every key of its kind, calibration where not default."""
+    """The `--model_args` keys that make `spec`: the method and its kind's keys, calibration where not
+    default, nothing the method does not read."""
     if spec.kind is None:
         return {}
     defaults = CompressionSpec()
-    args = {"compress": spec.compress, **{k: getattr(spec, k) for k in KIND_KEYS[spec.kind]}}
-    args.update({k: getattr(spec, k) for k in CALIB_KEYS if getattr(spec, k) != getattr(defaults, k)})
-    return {k: args[k] for k in SPEC_KEYS if k in args}
+    return {k: v for k, v in spec.arguments().items() if k not in CALIB_KEYS or v != getattr(defaults, k)}
+
+
+def args_for(method: str, args: dict) -> dict:
+    """The part of shared `--model_args` (the sweep's `--compress_args`) a setting of `method` takes:
+    compression keys the method reads, and every key that is not a compression key (the model's)."""
+    if method not in METHOD_KEYS:
+        raise CompressionError(f"compress={method!r} is not a method; choose from {', '.join(METHODS)}")
+    return {k: v for k, v in args.items() if k not in SPEC_KEYS or k in METHOD_KEYS[method]}
 
 
 def parse_model_args(text: str | None, flag: str = "--model_args") -> dict:

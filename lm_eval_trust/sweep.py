@@ -5,21 +5,28 @@ into `OUTPUT/<setting>/`, with `--log_samples` and a per-setting `--use_cache`. 
 when its marker file matches the command that would run now, so running the same sweep again after
 an interruption skips finished settings; an interrupted setting reuses the requests it had
 answered (lm-eval's request cache, and trust-hf's per-sample cache for sampled requests) and its
-compressed checkpoint (the compression cache).
+compressed checkpoint (the compression cache). The output folder is checked writable before any
+work and locked for the sweep's length, so a second sweep into it stops at once, naming the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from lm_eval_trust import atomic
 from lm_eval_trust.compression import (
@@ -28,6 +35,7 @@ from lm_eval_trust.compression import (
     SPEC_KEYS,
     CompressionError,
     CompressionSpec,
+    args_for,
     folder_name,
     format_model_args,
     model_args,
@@ -50,6 +58,9 @@ PAPER_GRID = (
     "wanda:2:4",
 )
 DONE_MARKER = "sweep_done.json"
+# Held in the output folder while a sweep runs; the owner file says which process holds it.
+LOCK_NAME = "sweep.lock"
+OWNER_NAME = "sweep.lock.owner.json"
 # What a setting decides; `--compress_args` holds only what every compressed setting shares.
 SETTING_KEYS = ("compress", *KIND_KEYS["quantize"], *KIND_KEYS["prune"])
 
@@ -95,7 +106,8 @@ def setting_command(
     setting: Setting, base_args: dict, compress_args: dict, run_dir: Path, lm_eval_args: list[str]
 ) -> list[str]:
     """The `lm-eval-trust run` command line of one setting."""
-    args = {**base_args, **(compress_args if not setting.is_dense else {}), **setting.model_args}
+    shared = {} if setting.is_dense else args_for(setting.spec.compress, compress_args)
+    args = {**base_args, **shared, **setting.model_args}
     return [
         sys.executable,
         "-m",
@@ -146,6 +158,56 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def writable_folder(path: Path, flag: str) -> None:
+    """Make `path` and check a file can be written in it, so a sweep fails now, not hours in."""
+    if path.exists() and not path.is_dir():
+        raise SweepError(
+            f"{flag} {path} is a file; give a folder (the sweep writes one subfolder per setting)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise SweepError(f"{flag} {path} cannot be written ({err}); pick a folder you can write to") from err
+
+
+@contextlib.contextmanager
+def output_lock(output: Path, command: str) -> Iterator[None]:
+    """Hold `OUTPUT/sweep.lock` while the sweep writes there; held by another process, refuse at once.
+
+    The kernel frees the lock when its process ends, killed or not, so a lock file left behind
+    blocks nothing.
+    """
+    lock = FileLock(output / LOCK_NAME)
+    owner = output / OWNER_NAME
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = json.loads(owner.read_text())
+            who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        raise SweepError(
+            f"another sweep is writing to {output}: {output / LOCK_NAME} is held by {who}. Wait for it to "
+            "end, or give a different --output_path"
+        ) from None
+    try:
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": command,
+        }
+        atomic.write_text(owner, json.dumps(record))
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
 def run_sweep(
     settings: list[Setting],
     base_args: dict,
@@ -155,7 +217,6 @@ def run_sweep(
     log=print,
 ) -> list[Path]:
     """Evaluate every setting not done yet; the run folders, in the order of `settings`."""
-    output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     folders = []
     for index, setting in enumerate(settings, 1):
@@ -245,9 +306,18 @@ def sweep_main(argv: list[str]) -> int:
                 "(see --help)"
             )
         settings = parse_settings(args.settings)
+        output = Path(args.output_path)
+        report_dir = Path(args.report_dir) if args.report_dir else output / "report"
+        writable_folder(output, "--output_path")
+        writable_folder(report_dir, "--report_dir" if args.report_dir else "the report folder")
+        with output_lock(output, shlex.join(["lm-eval-trust", "sweep", *argv])):
+            return _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, report_dir)
     except (SweepError, CompressionError) as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
         return 2
+
+
+def _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, report_dir: Path) -> int:
     output = Path(args.output_path)
     try:
         folders = run_sweep(
@@ -262,7 +332,6 @@ def sweep_main(argv: list[str]) -> int:
     from lm_eval_trust import report
 
     baseline = next((f for f, s in zip(folders, settings, strict=True) if s.is_dense), None)
-    report_dir = Path(args.report_dir) if args.report_dir else output / "report"
     try:
         path = report.write_report(
             folders,

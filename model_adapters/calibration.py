@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from lm_eval_trust.compression import CompressionError, CompressionSpec
+from lm_eval_trust.compression import CALIB_SUFFIXES, CompressionError, CompressionSpec
 
 
 def _json_records(path: Path) -> list:
@@ -58,7 +58,7 @@ def calibration_texts(spec: CompressionSpec, model, tokenizer) -> list[str | dic
     path = Path(dataset).expanduser()
     if dataset == "self":
         return self_generated_texts(spec, model, tokenizer)
-    if path.suffix in (".txt", ".json", ".jsonl"):
+    if path.suffix in CALIB_SUFFIXES:
         if not path.is_file():
             raise CompressionError(f"calib_dataset={dataset}: no such file")
         texts = _texts_from_file(path)

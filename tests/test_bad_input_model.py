@@ -1,10 +1,10 @@
 """Bad model and compression input: each is an error naming the value and the fix.
 
-Covered elsewhere: unsupported `bits`/`structure`/sparsity values and `calib_template`
-(test_compress.py::test_bad_arguments_name_the_value_and_the_fix), a group size that does not divide
-a layer (test_compress.py::test_group_size_error_lists_sizes_that_work), an unreachable calibration
-dataset (test_compress.py::test_missing_calibration_source_lists_offline_options), a checkpoint
-format whose backend is missing (test_compress.py::test_formats_are_detected_and_missing_backends_named).
+Compression values are checked when the setting is parsed, before any model is loaded. Covered
+elsewhere: a group size that does not divide a layer
+(test_compress.py::test_group_size_error_lists_sizes_that_work), an unreachable calibration dataset
+(test_compress.py::test_missing_calibration_source_lists_offline_options), a checkpoint format whose
+backend is missing (test_compress.py::test_formats_are_detected_and_missing_backends_named).
 """
 
 import json
@@ -93,19 +93,111 @@ def test_a_corrupted_safetensors_file_is_named(checkpoint, damage, problem):
 @pytest.mark.parametrize(
     "args, message",
     [
+        ({"compress": "zip"}, "compress='zip' is not a method; choose from none, gptq"),
+        ({"compress": "gptq"}, "compress=gptq needs bits in .* got bits=None"),
+        ({"compress": "gptq", "bits": 5}, "needs bits in .* got bits=5"),
         ({"compress": "gptq", "bits": "four"}, "bits='four' must be an integer"),
         ({"compress": "gptq", "bits": 4, "group_size": 64.5}, "group_size=64.5 must be an integer"),
-        ({"compress": "wanda", "sparsity": "half"}, "sparsity='half' must be a number"),
         ({"compress": "gptq", "bits": True}, "bits=True must be an integer"),
-        ({"compress": "gptq", "bits": 4, "structure": "2:4"}, "structure=2:4 applies to pruning"),
-        ({"compress": "wanda", "bits": 4}, "bits=4 applies to quantization"),
-        ({"bits": 4}, "bits=4 applies to quantization .*, not to compress=none"),
-        ({"compress": "awq", "bits": 3, "sparsity": 0.5}, "sparsity=0.5 applies to pruning"),
+        ({"compress": "gptq", "bits": 0}, r"compress=gptq needs bits in \(2, 3, 4, 8\), got bits=0"),
+        ({"compress": "awq", "bits": -4}, "needs bits in .* got bits=-4"),
+        ({"compress": "gptq", "bits": 4, "group_size": 0}, "group_size=0 must be a positive integer"),
+        (
+            {"compress": "gptq", "bits": 4, "group_size": -1},
+            "group_size=-1 must be a positive .*not supported",
+        ),
+        ({"compress": "awq", "bits": 4, "group_size": -64}, "group_size=-64 must be a positive integer"),
+        ({"compress": "gptq", "bits": 4, "group_size": "abc"}, "group_size='abc' must be an integer"),
+        ({"compress": "gptq", "bits": 4, "group_size": False}, "group_size=False must be an integer"),
+        ({"compress": "wanda", "sparsity": "half"}, "sparsity='half' must be a number"),
+        ({"compress": "wanda", "sparsity": True}, "sparsity=True must be a number"),
+        ({"compress": "wanda", "sparsity": 0}, r"sparsity=0\.0 must be between 0 and 1"),
+        ({"compress": "magnitude", "sparsity": 1}, r"sparsity=1\.0 must be between 0 and 1"),
+        ({"compress": "sparsegpt", "sparsity": -0.5}, r"sparsity=-0\.5 must be between 0 and 1"),
+        ({"compress": "wanda", "sparsity": "nan"}, "sparsity=nan must be between 0 and 1"),
+        ({"compress": "wanda", "structure": "0:4"}, "structure='0:4' is not supported; choose from"),
+        ({"compress": "wanda", "structure": "4:2"}, "structure='4:2' is not supported"),
+        ({"compress": "wanda", "structure": "abc"}, "structure='abc' is not supported"),
+        ({"compress": "wanda", "structure": "2:4", "sparsity": 0.6}, "structure=2:4 keeps 2 of every 4"),
+        ({"compress": "wanda", "calib_samples": 0}, "calib_samples=0 must be a positive integer"),
+        ({"compress": "gptq", "bits": 4, "calib_samples": -8}, "calib_samples=-8 must be a positive"),
+        ({"compress": "wanda", "calib_samples": 2.5}, "calib_samples=2.5 must be an integer"),
+        ({"compress": "wanda", "calib_samples": "many"}, "calib_samples='many' must be an integer"),
+        ({"compress": "awq", "bits": 4, "calib_seqlen": 0}, "calib_seqlen=0 must be a positive integer"),
+        ({"compress": "wanda", "calib_seed": -1}, "calib_seed=-1 must be a non-negative integer"),
+        ({"compress": "wanda", "calib_seed": "x"}, "calib_seed='x' must be an integer"),
+        ({"compress": "wanda", "calib_dataset": ""}, "calib_dataset='' must name a hub dataset"),
+        ({"compress": "wanda", "calib_dataset": "/no/such/c4.jsonl"}, "c4.jsonl: no such file"),
+        ({"compress": "gptq", "bits": 4, "calib_template": "fancy"}, "must be chat or raw"),
+        (
+            {"compress": "gptq", "bits": 4, "calib_dataset": "self", "calib_template": "chat"},
+            "calib_template=chat is not used with calib_dataset=self",
+        ),
     ],
 )
-def test_compression_values_the_method_does_not_take(args, message):
+def test_bad_compression_values_are_caught_when_parsed(args, message):
     with pytest.raises(CompressionError, match=message):
         CompressionSpec.pop_from(dict(args))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("gptq:4:g0", "'gptq:4:g0': group_size=0 must be a positive integer"),
+        ("awq:0", "needs bits in .* got bits=0"),
+        ("gptq:4:g64:g32", "give one group size"),
+        ("wanda:2:4:0.3:0.4", "give one structure and at most one sparsity"),
+        ("wanda:0:4", "structure='0:4' is not supported"),
+        ("wanda:3:4", "structure='3:4' is not supported"),
+        ("sparsegpt:unstructured:0", r"sparsity=0\.0 must be between 0 and 1"),
+        ("magnitude:unstructured:nan", "sparsity=nan must be between 0 and 1"),
+        ("magnitude:150%", r"sparsity=1\.5 must be between 0 and 1"),
+    ],
+)
+def test_bad_settings_are_caught_when_parsed(setting, message):
+    from lm_eval_trust.compression import parse_setting
+
+    with pytest.raises(CompressionError, match=message):
+        parse_setting(setting)
+
+
+def test_a_bad_group_size_stops_the_compress_command_before_the_model(capsys):
+    """The model path does not exist: the group size error shows it was never reached."""
+    from lm_eval_trust.cli import compress_main
+
+    code = compress_main(["--model_args", "pretrained=/no/such/model,compress=gptq,bits=4,group_size=0"])
+    assert code == 2
+    assert "group_size=0 must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            {"compress": "gptq", "bits": 4, "sparsity": 0.5},
+            "compress=gptq does not use sparsity=0.5: sparsity is used only by magnitude, sparsegpt, wanda",
+        ),
+        ({"compress": "gptq", "bits": 4, "structure": "unstructured"}, "gptq does not use structure="),
+        ({"compress": "awq", "bits": 3, "sparsity": 0.5}, "awq does not use sparsity=0.5"),
+        ({"compress": "wanda", "bits": 4}, "wanda does not use bits=4: bits is used only by gptq, awq"),
+        ({"compress": "sparsegpt", "group_size": 128}, "group_size is used only by gptq, awq"),
+        (
+            {"compress": "magnitude", "calib_samples": 8},
+            "magnitude does not use calib_samples=8: calib_samples is used only by gptq, awq, sparsegpt, wanda",
+        ),
+        ({"compress": "magnitude", "calib_dataset": "self"}, "magnitude does not use calib_dataset=self"),
+        ({"bits": 4}, "compress=none does not use bits=4"),
+        ({"compress": "none", "calib_seed": 1}, "compress=none does not use calib_seed=1"),
+    ],
+)
+def test_an_argument_the_method_does_not_use_is_an_error(args, message):
+    with pytest.raises(CompressionError, match=message):
+        CompressionSpec.pop_from(dict(args))
+
+
+def test_a_spec_built_in_code_with_an_unused_field_is_an_error():
+    with pytest.raises(CompressionError, match="gptq does not use sparsity=0.3"):
+        CompressionSpec(compress="gptq", bits=4, sparsity=0.3).validate()
 
 
 def test_numeric_model_args_given_as_strings_are_accepted():

@@ -9,8 +9,10 @@ from dataclasses import asdict
 import pytest
 
 from lm_eval_trust.compression import (
+    METHOD_KEYS,
     CompressionError,
     CompressionSpec,
+    args_for,
     folder_name,
     format_model_args,
     label,
@@ -100,6 +102,81 @@ def test_calibration_keys_go_into_model_args_only_when_not_default():
         "compress=wanda,sparsity=0.5,structure=2:4,calib_dataset=self,calib_samples=16"
     )
     assert CompressionSpec.pop_from(parse_model_args(format_model_args(args))) == spec
+
+
+@pytest.mark.parametrize(
+    "spec, recorded",
+    [
+        (
+            CompressionSpec(compress="gptq", bits=4, group_size=64),
+            {
+                "compress": "gptq",
+                "bits": 4,
+                "group_size": 64,
+                "calib_dataset": None,
+                "calib_samples": 128,
+                "calib_seqlen": 512,
+                "calib_seed": 0,
+                "calib_template": None,
+            },
+        ),
+        (
+            CompressionSpec(compress="magnitude", structure="2:4"),
+            {"compress": "magnitude", "sparsity": 0.5, "structure": "2:4"},
+        ),
+        (CompressionSpec(), {"compress": "none"}),
+    ],
+)
+def test_only_the_arguments_a_method_uses_are_recorded(spec, recorded):
+    assert spec.arguments() == recorded
+    assert set(model_args(spec)) <= set(recorded)
+
+
+def test_model_args_hold_nothing_the_method_ignores():
+    assert model_args(CompressionSpec(compress="awq", bits=3)) == {
+        "compress": "awq",
+        "bits": 3,
+        "group_size": 128,
+    }
+    assert model_args(CompressionSpec(compress="magnitude", sparsity=0.3)) == {
+        "compress": "magnitude",
+        "sparsity": 0.3,
+        "structure": "unstructured",
+    }
+
+
+def test_a_record_reads_back_without_fields_the_method_ignores():
+    """The measured sparsity of a quantized run is not a pruning argument; old records held every field."""
+    spec = CompressionSpec(compress="gptq", bits=4)
+    assert (
+        CompressionSpec.from_record({"method": "gptq", "arguments": spec.arguments(), "sparsity": 0.02})
+        == spec
+    )
+    old = {**asdict(spec), "sparsity": 0.5, "structure": "unstructured"}
+    assert CompressionSpec.from_record({"method": "gptq", "arguments": old}) == spec
+    pruned = CompressionSpec(compress="magnitude", sparsity=0.3)
+    assert CompressionSpec.from_record({"method": "magnitude", "arguments": {}, "sparsity": 0.3}) == pruned
+
+
+def test_shared_args_are_cut_to_what_each_method_uses():
+    shared = {"calib_dataset": "self", "calib_samples": 16, "trust_remote_code": True}
+    assert args_for("gptq", shared) == shared
+    assert args_for("wanda", shared) == shared
+    assert args_for("magnitude", shared) == {"trust_remote_code": True}
+    assert args_for("none", shared) == {"trust_remote_code": True}
+    with pytest.raises(CompressionError, match="compress='zip' is not a method"):
+        args_for("zip", shared)
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_KEYS))
+def test_a_setting_with_its_shared_args_is_valid(method):
+    """What the sweep builds for a setting: its own keys plus `args_for` of the shared ones."""
+    shared = {"calib_dataset": "self", "calib_samples": 16, "calib_seed": 3}
+    spec = CompressionSpec.from_record({"method": method, "arguments": {"bits": 4}})
+    args = {**args_for(method, shared), **model_args(spec)}
+    assert CompressionSpec.pop_from(args).calib_samples == (
+        16 if "calib_samples" in METHOD_KEYS[method] else 128
+    )
 
 
 @pytest.mark.parametrize(
