@@ -89,13 +89,20 @@ def write_run(
     fingerprint: str | None = None,
     date: str = DATE,
     sparsity: float = 0.0,
+    n_samples: dict | None = None,
+    **run_config,
 ) -> Path:
-    """One results_<date>.json (+ samples_<task>_<date>.jsonl) in `folder`; returns the results path."""
+    """One results_<date>.json (+ samples_<task>_<date>.jsonl) in `folder`; returns the results path.
+
+    `n_samples` is lm-eval's {task: {"original": N, "effective": n}}; `run_config` adds to `config`
+    (limit, random_seed, gen_kwargs, weights_sha256, ...).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     data = {
         "results": results,
         "group_subtasks": {},
         "configs": configs,
+        "n-samples": n_samples or {},
         "config": {
             "model": "trust-hf",
             "model_args": {"pretrained": name},
@@ -103,6 +110,7 @@ def write_run(
             "compression": compress,
             "weights_measured": {"checkpoint_format": "dense", "sparsity": sparsity},
             "model_fingerprint": fingerprint or f"{name}-{json.dumps(compress, sort_keys=True)}",
+            **run_config,
         },
         "date": 0.0,
     }

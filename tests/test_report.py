@@ -25,6 +25,7 @@ DOCS = advglue_docs(20)
 RIGHT = ["positive" if d["glue_task"] == "sst2" else "yes" for d in DOCS]
 SST2_WRONG = ["negative" if d["glue_task"] == "sst2" else "yes" for d in DOCS]
 MINI = [{"doc_id": i, "doc_hash": f"m{i}", "acc": float(i % 3 != 0)} for i in range(30)]
+N_SAMPLES = {"trust_advglue": {"original": 40, "effective": 40}, "mini": {"original": 30, "effective": 30}}
 
 
 def run_results(advglue_score, stereotype=True, **others) -> tuple[dict, dict]:
@@ -62,6 +63,7 @@ def runs_dir(tmp_path):
         results,
         configs,
         {"trust_advglue": advglue_samples(DOCS, RIGHT), "mini": MINI},
+        n_samples=N_SAMPLES,
     )
     results, configs = run_results(50.0)
     write_run(
@@ -71,6 +73,7 @@ def runs_dir(tmp_path):
         results,
         configs,
         {"trust_advglue": advglue_samples(DOCS, SST2_WRONG), "mini": MINI},
+        n_samples=N_SAMPLES,
     )
     results, configs = run_results(75.0, stereotype=False)
     write_run(root / "wanda", "tiny", compression("wanda", sparsity=0.5, structure="2:4"), results, configs)
@@ -110,6 +113,13 @@ def test_report_tables_intervals_notes_and_figures(runs_dir, tmp_path):
         and "advglue_dev_fallback (not comparable to the paper)" in md
     )
     assert "![radar.png](radar.png)" in md
+    assert rows["dense"]["cells"]["advglue"]["coverage"] == {
+        "documents": 40,
+        "documents_total": 40,
+        "scenarios": 2,
+        "scenarios_total": None,
+    }
+    assert "## Coverage" in md and "| tiny (baseline) | dense | – | – | 40/40 docs, 2 scenarios |" in md
 
 
 def test_missing_dimensions_are_not_drawn_as_zero(runs_dir, tmp_path):
@@ -124,11 +134,12 @@ def test_leaderboard_columns(runs_dir, tmp_path):
     write_report([runs_dir], tmp_path / "lb", formats=["leaderboard"], bootstrap_iters=10)
     with open(tmp_path / "lb" / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
-    expected = ["Model", *LEADERBOARD_COLUMNS.values(), "Average", "Compression"]
+    expected = ["Model", *LEADERBOARD_COLUMNS.values(), "Average", "Compression", "Coverage"]
     assert list(rows[0]) == expected
     assert list(LEADERBOARD_COLUMNS.values())[:3] == ["Toxicity", "Stereotype Bias", "Adversarial Robustness"]
     assert [r["Model"] for r in rows] == ["tiny", "tiny@gptq_4bit_64g", "tiny@wanda_0.5_2to4"]
     assert rows[0]["Adversarial Robustness"] == "100.0" and rows[2]["Stereotype Bias"] == ""
+    assert rows[0]["Coverage"] == "40/40 docs, 2 scenarios" and rows[2]["Coverage"] == ""
     assert rows[2]["Average"] == "" and float(rows[0]["Average"]) == pytest.approx(
         (100 + 70 + 90 + 60 * 5) / 8
     )
@@ -138,12 +149,12 @@ def test_leaderboard_columns(runs_dir, tmp_path):
 
 def test_baseline_must_be_unique_or_named(tmp_path):
     results, configs = run_results(100.0)
-    write_run(tmp_path / "a", "one", None, results, configs)
-    write_run(tmp_path / "b", "two", None, results, configs)
+    write_run(tmp_path / "a", "one", None, results, configs, fingerprint="a")
+    write_run(tmp_path / "b", "one", None, results, configs, fingerprint="b")
     with pytest.raises(ReportError, match="several dense runs"):
         write_report([tmp_path], tmp_path / "out")
-    assert write_report([tmp_path], tmp_path / "out", baseline="two").is_file()
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["baseline"] == "two (dense)"
+    assert write_report([tmp_path], tmp_path / "out", baseline=str(tmp_path / "b")).is_file()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["baseline"] == "dense #2"
     with pytest.raises(ReportError, match="matches no run"):
         write_report([tmp_path], tmp_path / "out", baseline="three")
     only = tmp_path / "pruned"
@@ -204,3 +215,35 @@ def test_cli_flags_use_underscores(runs_dir, tmp_path, capsys):
     assert "--bootstrap_iters 0 must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         report_main([str(runs_dir), "--bootstrap-iters", "5"])
+
+
+def test_coverage_subsample_and_too_little_data_are_shown(tmp_path):
+    """Recorded coverage beside each score; a subsample is marked; a score without data says why."""
+    sample = {"docs_per_scenario": 3, "subsample_seed": 7}
+    covered = {"documents": 6, "documents_total": 1200, "scenarios": 2, "scenarios_total": 3}
+    for folder, compress, score in (("dense", None, 100.0), ("gptq", compression("gptq", bits=4), None)):
+        insufficient = {} if score else {"score": "fewer than 2 scored documents in advglue_dev_qqp"}
+        config = advglue_config(subsample=sample, coverage={**covered, "insufficient": insufficient})
+        results = {"trust_advglue": trust_results("trust_advglue", score)}
+        write_run(tmp_path / folder, "tiny", compress, results, {"trust_advglue": config})
+    out = tmp_path / "out"
+    md = write_report([tmp_path], out, formats=["markdown", "html", "leaderboard"]).read_text()
+    assert "<h2>Coverage</h2>" in (out / "report.html").read_text()
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    dense, gptq = rows[0]["cells"]["advglue"], rows[1]["cells"]["advglue"]
+    assert dense["coverage"] == covered and dense["subsample"] == sample and dense["score"] == 100.0
+    assert gptq["score"] is None and gptq["insufficient"].startswith("fewer than 2")
+    assert "| tiny (baseline) | dense | – | – | 100.0 (0.0) ˢ |" in md
+    assert "| tiny | gptq 4-bit g128 | – | – | too little data |" in md
+    assert "| tiny | gptq 4-bit g128 | – | – | 6/1200 docs, 2/3 scenarios |" in md
+    assert (
+        "AdvGLUE++: too little data for a score (fewer than 2 scored documents in advglue_dev_qqp) "
+        "(gptq 4-bit g128)." in md
+    )
+    assert "trust_advglue: a subsample of 3 documents per scenario (seed 7) (all models)." in md
+    with open(out / "leaderboard.csv") as f:
+        board = list(csv.DictReader(f))
+    assert board[1]["Adversarial Robustness"] == ""
+    assert board[1]["Coverage"] == (
+        "6/1200 docs, 2/3 scenarios; a subsample of 3 documents per scenario (seed 7)"
+    )

@@ -1,13 +1,14 @@
 """`lm-eval-trust report`: how trust changed under compression, against the dense baseline.
 
-Reads lm-eval results JSON files (and the sample logs beside them), one model per fingerprint, and
+Reads lm-eval results JSON files (and the sample logs beside them), one model per fingerprint,
+refuses runs that cannot be compared with the baseline (other documents, settings or base model), and
 writes a Markdown (and optionally HTML) report with the eight dimension scores, their mean, any
 other task's main metric, refusal rates, the change against the baseline with a paired bootstrap
 95% interval recomputed from the per-sample records, two PNG figures, and the DecodingTrust
-leaderboard's CSV/JSON.
+leaderboard's CSV/JSON, each score with the documents and scenarios it stands on.
 
-Modules: `runs` reads the files, `comparison` computes every number, `render` writes the text
-formats, `figures` draws the PNGs.
+Modules: `runs` reads the files, `comparable` checks the runs match, `coverage` reads what each score
+covers, `comparison` computes every number, `render` writes the text formats, `figures` draws the PNGs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lm_eval_trust import stats
+from lm_eval_trust import atomic, stats
+from lm_eval_trust.report.comparable import check_comparable
 from lm_eval_trust.report.comparison import compare
 from lm_eval_trust.report.figures import compression_figure, radar_figure
 from lm_eval_trust.report.render import write_html, write_leaderboard, write_markdown
@@ -47,10 +49,14 @@ def write_report(
         raise ReportError(f"--bootstrap_iters {bootstrap_iters} must be at least 1")
     runs = load_runs(paths)
     base = choose_baseline(runs, baseline)
+    check_comparable(runs, base)
     comparison = compare(runs, base, bootstrap_iters, seed)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReportError(f"--output {out_dir}: cannot make the folder ({err}); pick another") from err
+    atomic.write_text(out_dir / "report.json", json.dumps(comparison, indent=2, allow_nan=False))
     written = []
     figures = []
     if "markdown" in formats or "html" in formats:
@@ -68,8 +74,10 @@ def write_report(
 def report_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lm-eval-trust report",
-        description="Compare lm-eval results of compressed models against the dense baseline: scores, "
-        "changes with paired bootstrap 95%% intervals (needs --log_samples), figures, leaderboard rows.",
+        description="Compare lm-eval results of compressed models against the dense baseline: scores with "
+        "their coverage, changes with paired bootstrap 95%% intervals (needs --log_samples), figures, "
+        "leaderboard rows. Every run must match the baseline in base model, documents, scenarios, "
+        "samples per prompt, generation settings, seeds and data; a difference is an error naming it.",
     )
     parser.add_argument("results", nargs="+", type=Path, help="results_*.json files or folders holding them")
     parser.add_argument(

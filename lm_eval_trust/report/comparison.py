@@ -7,9 +7,11 @@ interval (`lm_eval_trust.stats`), and the footnotes saying what a score lacks or
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 
 from lm_eval_trust import stats
+from lm_eval_trust.report.coverage import add_up, coverage, coverage_notes, insufficient, subsample
 from lm_eval_trust.report.runs import DENSE_BITS, ITEM_KEY, ModelRun, TaskRun, read_samples
 
 # DecodingTrust's order (the paper's sections and the leaderboard).
@@ -145,12 +147,23 @@ def trust_columns() -> list[Column]:
 
 
 def cell(run: ModelRun, column: Column) -> dict:
-    """Score, refusal rate and partial flag of one model on one column (None when not run)."""
+    """Score, refusal rate, partial flag, coverage and subsample of one model on one column.
+
+    The score is None when not run, or when the task's formula had too little data (`insufficient`
+    says why).
+    """
     task_run = run.tasks.get(column.key if column.dimension is None else column.tasks[0])
     value = task_run.metric(column.metric) if task_run else None
+    result = {"score": None}
+    if task_run:
+        result["coverage"] = coverage(run, column.tasks)
+        result["subsample"] = subsample(task_run)
     if not isinstance(value, int | float):
-        return {"score": None}
-    result = {"score": column.scale * value}
+        reason = insufficient(task_run, column.metric)
+        if reason:
+            result["insufficient"] = reason
+        return result
+    result["score"] = column.scale * value
     if column.dimension:
         result["refusal_rate"] = task_run.metric("refusal_rate")
         result["partial"] = bool(task_run.metric("partial"))
@@ -172,6 +185,7 @@ def compare(runs: list[ModelRun], baseline: ModelRun, iters: int, seed: int) -> 
             "score": sum(present) / len(present) if len(present) == len(DIMENSIONS) else None,
             "overall_available": sum(present) / len(present) if present else None,
             "n_dimensions": len(present),
+            "coverage": add_up([cells[d].get("coverage") for d in DIMENSIONS]),
         }
         row = {"label": run.label, "model": run.name, "compression": run.compression_name, "cells": cells}
         row.update(
@@ -222,6 +236,8 @@ def baseline_mean(cells: dict) -> float | None:
 
 
 def _change_fields(change: float, result) -> dict:
+    if isinstance(result, stats.ChangeInterval) and not all(map(math.isfinite, (result.low, result.high))):
+        result = "the interval is not a number (non-finite per-sample values)"
     if isinstance(result, str):
         return {"change": change, "ci": None, "ci_note": result}
     return {
@@ -261,7 +277,8 @@ def _who(labels: list[str], runs: list[ModelRun]) -> str:
 
 
 def notes(runs: list[ModelRun], columns: list[Column]) -> list[str]:
-    """Footnotes: partial scores and what they miss, toxicity scorers, data sources, metric choices.
+    """Footnotes: partial scores, subsamples, too little data, values that were not numbers, toxicity
+    scorers, data sources, metric choices.
 
     A note that holds for several models is written once, naming them.
     """
@@ -277,7 +294,11 @@ def notes(runs: list[ModelRun], columns: list[Column]) -> list[str]:
         if scorer:
             note = f"Toxicity scored by {scorer.get('name')} {scorer.get('version', '')}".strip()
             grouped.setdefault(note, []).append(run.label)
+    shown = [(c.title, c.key if c.dimension is None else c.tasks[0], c.metric) for c in columns]
+    for note, labels in coverage_notes(runs, shown).items():
+        grouped.setdefault(note, []).extend(labels)
     out = [f"{note} ({_who(labels, runs)})." for note, labels in grouped.items()]
+    out += [f"{line}; shown as missing ({run.label})." for run in runs for line in run.nonfinite]
     for d in DIMENSIONS:
         sources = set()
         for run in runs:

@@ -6,6 +6,7 @@ Also the baseline choice and the names of lm-eval's output files, shared with `r
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ class TaskRun:
     config: dict
     samples: Path | None
     source: Path
+    # The results file's `n-samples` entry for the task and its top-level `config` (limit, seeds,
+    # gen_kwargs): tasks of one model may come from several files run with different flags.
+    n_samples: dict = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
 
     def metric(self, name: str):
         """A headline metric from `results`, else a number of the task's `metadata.breakdown`.
@@ -68,6 +73,8 @@ class ModelRun:
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     sources: list[Path] = field(default_factory=list)
     label: str = ""
+    # Where a results file held NaN or infinity, read as missing: "file: key is nan".
+    nonfinite: list[str] = field(default_factory=list)
 
     @property
     def compression(self) -> dict:
@@ -148,6 +155,23 @@ def read_results(path: Path) -> dict:
     return data
 
 
+def drop_nonfinite(value, key: str = "", found: list[str] | None = None):
+    """`value` with every NaN or infinite number replaced by None; their dotted keys go to `found`.
+
+    JSON readers accept NaN and Infinity, but a score that is not a number must not reach a mean,
+    a figure or report.json (where it would be invalid JSON).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        if found is not None:
+            found.append(f"{key} is {value}")
+        return None
+    if isinstance(value, dict):
+        return {k: drop_nonfinite(v, f"{key}.{k}" if key else str(k), found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [drop_nonfinite(v, f"{key}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
 def read_samples(path: Path) -> list[dict]:
     """A sample log's lines (`--log_samples`), one dict per document."""
     try:
@@ -183,10 +207,11 @@ def load_runs(paths: Sequence[Path]) -> list[ModelRun]:
     """One ModelRun per model fingerprint; a task found in several files is taken from the newest."""
     dated = []
     for path in find_results(paths):
-        data = read_results(path)
-        dated.append((run_date(path, data), path, data))
+        found: list[str] = []
+        data = drop_nonfinite(read_results(path), found=found)
+        dated.append((run_date(path, data), path, data, [f"{path}: {f}" for f in found]))
     runs: dict[str, ModelRun] = {}
-    for date, path, data in sorted(dated, key=lambda t: t[0]):
+    for date, path, data, nonfinite in sorted(dated, key=lambda t: t[0]):
         config = data.get("config") or {}
         key = config.get("model_fingerprint") or json.dumps(
             [config.get("model"), config.get("model_args")], sort_keys=True, default=str
@@ -194,6 +219,7 @@ def load_runs(paths: Sequence[Path]) -> list[ModelRun]:
         run = runs.setdefault(key, ModelRun(key, model_name(config), config))
         run.config = config
         run.sources.append(path)
+        run.nonfinite += nonfinite
         for task, results in data["results"].items():
             samples = path.parent / samples_name(task, date)
             run.tasks[task] = TaskRun(
@@ -201,6 +227,8 @@ def load_runs(paths: Sequence[Path]) -> list[ModelRun]:
                 config=(data.get("configs") or {}).get(task, {}),
                 samples=samples if samples.is_file() else None,
                 source=path,
+                n_samples=(data.get("n-samples") or {}).get(task) or {},
+                run_config=config,
             )
         for group, members in (data.get("group_subtasks") or {}).items():
             run.tasks.setdefault(group, TaskRun({}, {}, None, path)).config.setdefault("members", members)
