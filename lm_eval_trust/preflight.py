@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from lm_eval_trust import TASKS_DIR
+from lm_eval_trust.model_adapters.batching import check_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,10 @@ class PreflightError(ValueError):
 
 
 def _batch_size(value) -> None:
-    text = str(value)
-    head, _, times = text.partition(":")
-    if head == "auto" and (not times or (times.isdigit() and int(times) > 0)):
-        return
-    if text.isdigit() and int(text) > 0:
-        return
-    raise PreflightError(
-        f"--batch_size {text!r} is not a batch size; give a positive integer (e.g. --batch_size 8), "
-        "'auto' (sized from free memory) or 'auto:N' (re-sized N times)"
-    )
+    try:
+        check_batch_size(value)
+    except ValueError as err:
+        raise PreflightError(str(err)) from None
 
 
 def _limit(value) -> None:

@@ -17,8 +17,9 @@ listed with where they are, so a version bump has one place to re-check:
     `HFLM.generate_until`, so shared-prefix generation feeds and cuts exactly as `hf` does.
 - transformers 5.17.0:
   - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed.
-  - `model_adapters/generation.py: LOGITS_PROCESSING, _greedy_generate`: follow its logits
-    processors; finished rows leave the batch (it keeps them to the end).
+  - `model_adapters/generation.py: SharedGeneration._decoding, _decode`: build `generate`'s config
+    and logits processors with its private `_prepare_generation_config`, `_prepare_special_tokens`
+    and `_get_logits_processor`; finished rows leave the batch (it keeps them to the end).
   - `model_adapters/embedded.py: convert`: a GGUF-loaded model cannot be saved as it is.
 - compressed-tensors 0.19.0: `decompress_now` below.
 - llm-compressor 0.14.0.1: `skip_pinned_memory_without_accelerator` below.

@@ -9,12 +9,25 @@ model reads that prefix once and each distinct prompt once, whatever the number 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Below this many shared tokens a batch is cheaper as a plain left-padded batch (measured with
 # SmolLM2-135M on CPU: a 770-token prefix shared by 8 prompts halved the batch's time).
 MIN_SHARED_PREFIX = 64
+
+
+def check_batch_size(value) -> None:
+    """lm-eval 0.4.13's HF model fails on a bad batch size only after the model is loaded (and
+    compressed): `int("abc")` after loading, 0 or -1 at the first batch, `auto:0` as a division by
+    zero in its re-sizing schedule. `TrustHFLM` checks it first."""
+    if re.fullmatch(r"[1-9][0-9]*|auto(:[1-9][0-9]*)?", str(value).strip()) and not isinstance(value, bool):
+        return
+    raise ValueError(
+        f"--batch_size {value!r} is not a batch size; give a positive integer (e.g. --batch_size 8), "
+        "'auto' (sized from free memory) or 'auto:N' with N a positive integer (re-sized N times)"
+    )
 
 
 @dataclass(frozen=True)

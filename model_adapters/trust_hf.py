@@ -4,24 +4,27 @@ per-model cache and generation that shares work across samples and common prefix
 lm-eval's `--use_cache` keys a response by (request type, prompt, generation kwargs) only, so two
 models sharing a cache file would share answers. `trust-hf` moves its rows into a table named by
 its identity (weights hash, load arguments), which works with both `lm_eval` and `lm-eval-trust`,
-and keeps every sampled generation there too, so a killed run resumes (`sample_store`). Generation
-is `generation.SharedGeneration`; the identity is `identity.model_identity`.
+and keeps every sampled generation there too, so a killed run resumes (`sample_store`). Samples
+are seeded from the run's seed (`--seed`), recorded as `sampling_seed`. Generation is
+`generation.SharedGeneration`; the identity is `identity.model_identity`.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from importlib.metadata import version
 from pathlib import Path
 
 import psutil
+import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from lm_eval_trust.compression import CompressionSpec
 from lm_eval_trust.model_adapters import embedded
 from lm_eval_trust.model_adapters.attention import use_grouped_sdpa
-from lm_eval_trust.model_adapters.batching import cpu_batch_size
+from lm_eval_trust.model_adapters.batching import check_batch_size, cpu_batch_size
 from lm_eval_trust.model_adapters.compress import compressed_checkpoint
 from lm_eval_trust.model_adapters.formats import check_backend, detect_format, measured_weights
 from lm_eval_trust.model_adapters.generation import SharedGeneration
@@ -50,6 +53,9 @@ class TrustHFLM(SharedGeneration, HFLM):
         save_dir: str | None = None,
         **kwargs,
     ):
+        # lm-eval seeds torch from --seed before it creates the model; compression may reseed.
+        self.sampling_seed = torch.initial_seed()
+        check_batch_size(kwargs.get("batch_size", 1))
         spec = CompressionSpec.pop_from(kwargs)
         self.alias = pretrained if isinstance(pretrained, str) and pretrained in embedded.ALIASES else None
         resolved = embedded.resolve(pretrained) if isinstance(pretrained, str) else pretrained
@@ -73,14 +79,45 @@ class TrustHFLM(SharedGeneration, HFLM):
         lm-eval 0.4.13's `CachingLM` keys a response by `hash_args(request type, args)`, nothing of
         the model, so without this two models sharing a `--use_cache` file read each other's
         answers. It sets the table on lm-eval's `SqliteDict` (`tablename`, `conn`), its internals.
+        Rows a killed run left unreadable are dropped here (they are computed again): `CachingLM`
+        would fail on the first one it reads.
         """
         db = getattr(cache_hook, "dbdict", None)
         if db is not None:
             db.tablename = f"trust_hf_{self.fingerprint}"
-            db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{db.tablename}" (key TEXT PRIMARY KEY, value BLOB)')
-            db.commit()
+            try:
+                db.conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{db.tablename}" (key TEXT PRIMARY KEY, value BLOB)'
+                )
+                dropped = self._drop_undecodable(db)
+                db.commit()
+            except sqlite3.DatabaseError as err:
+                raise sqlite3.DatabaseError(
+                    f"--use_cache file {db.filename} is damaged ({err}); move it aside or delete it and "
+                    "run again: it only holds cached answers, which are then computed again"
+                ) from err
+            if dropped:
+                log.warning(
+                    "Response cache %s: dropped %d unreadable rows of table %s; they are computed again",
+                    db.filename,
+                    dropped,
+                    db.tablename,
+                )
             log.info("Response cache %s: table %s for this model", db.filename, db.tablename)
         super().set_cache_hook(cache_hook)
+
+    @staticmethod
+    def _drop_undecodable(db) -> int:
+        """Delete the rows of `db`'s table that its `decode` cannot read; how many there were."""
+        bad = []
+        for key, value in db.conn.select(f'SELECT key, value FROM "{db.tablename}"'):
+            try:
+                db.decode(value)
+            except Exception:  # any failure to unpickle makes the row unusable
+                bad.append(key)
+        for key in bad:
+            db.conn.execute(f'DELETE FROM "{db.tablename}" WHERE key = ?', (key,))
+        return len(bad)
 
     def _detect_batch_size(self, requests=None, pos: int = 0):
         """On CPU, computed from free memory (see `batching.cpu_batch_size`); elsewhere lm-eval's probe.
@@ -112,5 +149,6 @@ class TrustHFLM(SharedGeneration, HFLM):
             "compression": self.compression,
             "weights_measured": self.weights_measured,
             "model_fingerprint": self.fingerprint,
+            "sampling_seed": self.sampling_seed,
             "lm_eval_trust_version": version("lm-eval-trust"),
         }

@@ -282,3 +282,68 @@ def test_concurrent_fetches_into_one_root_keep_files_whole(shared_data, tmp_path
     assert sum(len(r.fetched) for r in reports) == len(paths), "each file is downloaded once"
     assert data.verify(root, only=["advglue", "stereotype"]).mismatched == {}
     assert not list(root.rglob("*.part"))
+
+
+# Damaged response cache rows and bad batch sizes
+
+
+@pytest.fixture(scope="module")
+def cached_lm(tiny_model):
+    from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
+
+    return TrustHFLM(pretrained=str(tiny_model), device="cpu", batch_size=1)
+
+
+def test_undecodable_cache_rows_are_dropped_with_a_warning(cached_lm, tmp_path, caplog):
+    from lm_eval.api.model import CachingLM
+
+    db = tmp_path / "resp.db"
+    first = CachingLM(cached_lm, str(db))
+    table = first.dbdict.tablename
+    first.dbdict["good"] = "an answer"
+    first.dbdict.close()
+    with sqlite3.connect(db) as conn:  # what a write cut short leaves: bytes that do not unpickle
+        conn.executemany(f'INSERT INTO "{table}" VALUES (?, ?)', [("cut", b"\x80\x04\x95"), ("junk", b"no")])
+    with caplog.at_level("WARNING"):
+        again = CachingLM(cached_lm, str(db))
+    assert f"Response cache {db}: dropped 2 unreadable rows of table {table}" in caplog.text
+    assert dict(again.dbdict.items()) == {"good": "an answer"}
+    again.dbdict.close()
+
+
+def test_a_malformed_cache_table_names_the_file_and_the_fix(cached_lm, tmp_path):
+    from lm_eval.api.model import CachingLM
+
+    db = tmp_path / "resp.db"
+    first = CachingLM(cached_lm, str(db))
+    for i in range(300):
+        first.dbdict[f"key {i}"] = "x" * 100
+    first.dbdict.close()
+    # Pages 1-2 (schema, lm-eval's own table) stay whole; this model's table is garbage.
+    with open(db, "r+b") as f:
+        f.seek(2 * 4096)
+        f.write(b"\xff" * (db.stat().st_size - 2 * 4096))
+    with pytest.raises(sqlite3.DatabaseError, match=rf"--use_cache file {db} is damaged .*move it aside"):
+        CachingLM(cached_lm, str(db))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, "0", "abc", "auto:0", "auto:x", "4.5", True])
+def test_bad_batch_sizes_are_refused_before_loading(batch_size, monkeypatch):
+    from lm_eval_trust.model_adapters import trust_hf
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded or compressed")
+
+    monkeypatch.setattr(trust_hf, "compress_base", loaded)
+    monkeypatch.setattr(trust_hf.HFLM, "__init__", loaded)
+    with pytest.raises(
+        ValueError, match=rf"--batch_size {re.escape(repr(batch_size))} is not a batch size.*'auto:N'"
+    ):
+        trust_hf.TrustHFLM(pretrained="smollm2-135m-instruct", compress="magnitude", batch_size=batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [1, "8", "auto", "auto:4"])
+def test_good_batch_sizes_pass_the_check(batch_size):
+    from lm_eval_trust.model_adapters.batching import check_batch_size
+
+    check_batch_size(batch_size)

@@ -187,7 +187,7 @@ def test_sampled_requests_resume_after_a_kill(tiny_model, tmp_path):
 
     second = TrustHFLM(pretrained=str(tiny_model), device="cpu", batch_size=3)
     cache = CachingLM(second, db)  # a new connection: reads what the first run committed
-    store = SampleStore(second.cache_hook)
+    store = SampleStore(second.cache_hook, second.sampling_seed)
     stored = [store.get(r.args[0], r.args[1], i % 3) for i, r in enumerate(requests)]
     assert sum(s is not None for s in stored) == 6
     rerun = count_sequences(second)
