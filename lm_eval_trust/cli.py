@@ -226,7 +226,6 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
   lm-eval-trust report RESULTS...          compare results against the dense baseline (tables, figures, CIs)
   lm-eval-trust rescore SAMPLES...         recompute trust scores from sample logs, without a model
-  lm-eval-trust plan --tasks trust ...     documents, generations, tokens and expected error bars of a design
 """
 
 
@@ -238,7 +237,6 @@ SUBCOMMANDS = {
     "sweep": "lm_eval_trust.sweep:sweep_main",
     "report": "lm_eval_trust.report:report_main",
     "rescore": "lm_eval_trust.rescore:rescore_main",
-    "plan": "lm_eval_trust.plan:plan_main",
 }
 
 
