@@ -223,6 +223,7 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust data {fetch,verify} ...    get or check DecodingTrust's data (see `data -h`)
   lm-eval-trust scorer-agreement ...       measure a toxicity scorer against Perspective's labels
   lm-eval-trust compress --model_args ...  make a compressed checkpoint (gptq, awq, magnitude, sparsegpt, wanda)
+  lm-eval-trust plan --tasks trust ...     size a run before it: documents, generations, tokens, error bars
   lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
   lm-eval-trust report RESULTS...          compare results against the dense baseline (tables, figures, CIs)
   lm-eval-trust rescore SAMPLES...         recompute trust scores from sample logs, without a model
@@ -234,6 +235,7 @@ SUBCOMMANDS = {
     "data": "lm_eval_trust.cli:data_main",
     "compress": "lm_eval_trust.cli:compress_main",
     "scorer-agreement": "lm_eval_trust.cli:scorer_agreement_main",
+    "plan": "lm_eval_trust.plan:plan_main",
     "sweep": "lm_eval_trust.sweep:sweep_main",
     "report": "lm_eval_trust.report:report_main",
     "rescore": "lm_eval_trust.rescore:rescore_main",

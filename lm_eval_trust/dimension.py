@@ -7,7 +7,8 @@ A dimension module (named by its YAML's `metadata.dimension`) provides:
 - `score_item(doc, generations) -> dict`: one doc's generations -> its one scored item;
 - `aggregate(items, scenarios) -> dict`: all items -> every number of the dimension (`score`,
   `refusal_rate`, `partial`, per-scenario and component figures, optionally `details`: a JSON-able
-  payload such as matrices for heat maps);
+  payload such as matrices for heat maps, and `insufficient`: {metric: why it is None} for a
+  formula that has too little data, which gives None, never a number);
 - optionally `score_responses(resps, docs, options) -> resps`: runs once over all responses of the
   task, for scorers that work in batches (toxicity classifiers).
 
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from types import ModuleType
+
+from lm_eval_trust.data import MANIFEST_PATH
 
 
 class TaskConfigError(ValueError):
@@ -49,6 +52,7 @@ class Scores:
     headline: dict
     breakdown: dict
     details: dict | None = None
+    insufficient: dict = field(default_factory=dict)
 
 
 DIGEST = "messages_sha256"
@@ -103,6 +107,65 @@ def select_scenarios(requested, loaded: Loaded, prefix: str, task: str) -> list[
     return [s for s in loaded.scenarios if s in mine]
 
 
+def documents_identity(docs: list[dict]) -> dict:
+    """The count and a sha256 over the sorted (scenario, messages digest) pairs of `docs`: equal for
+    two runs exactly when they answered the same prompts."""
+    pairs = sorted((d["scenario"], d[DIGEST]) for d in docs)
+    return {
+        "documents": len(pairs),
+        "documents_sha256": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(),
+    }
+
+
+def comparability(
+    scenarios: list[str], docs: list[dict], sampled: dict, generation_kwargs: dict, meta: dict
+) -> dict:
+    """What must be equal for two runs of a task to be compared (flat keys, JSON values).
+
+    `data` is the sha256 of the shipped manifest every data file is checked against, so it names
+    the data's content, not where it lies.
+    """
+    return {
+        "scenarios_run": list(scenarios),
+        **documents_identity(docs),
+        "samples_per_prompt": dict(sampled),
+        "generation_kwargs": json.loads(json.dumps(generation_kwargs, default=str)),
+        "data": hashlib.sha256(MANIFEST_PATH.read_bytes()).hexdigest(),
+        "data_source": meta.get("data_source"),
+        "subsample": meta.get("subsample"),
+    }
+
+
+def coverage(items: list[dict], scenarios: list[str], documents_total: int | None, scores: Scores) -> dict:
+    """What the numbers rest on: documents and scenarios scored (so `--limit` shows), and why each
+    None metric is None.
+
+    `documents_total` counts the documents of `scenarios` in the full data (None when unknown).
+    """
+    counts = {s: 0 for s in scenarios}
+    for item in items:
+        counts[item["scenario"]] = counts.get(item["scenario"], 0) + 1
+    empty = [s for s in scenarios if not counts[s]]
+    insufficient = {}
+    for name, value in {**scores.headline, **scores.breakdown}.items():
+        if value is not None or name in scores.insufficient:
+            continue
+        scenario = next((s for s in empty if name.endswith(f"_{s}")), None)
+        insufficient[name] = (
+            f"no scored document in scenario {scenario}"
+            if scenario
+            else "undefined: the scenarios it averages have no scored document, or too few"
+        )
+    return {
+        "documents": len(items),
+        "documents_total": documents_total,
+        "scenarios": sum(1 for s in scenarios if counts[s]),
+        "scenarios_total": len(scenarios),
+        "scenarios_without_documents": empty,
+        "insufficient": {**insufficient, **scores.insufficient},
+    }
+
+
 class Dimension:
     """A dimension module with the headline metrics its task's YAML declares."""
 
@@ -126,6 +189,7 @@ class Dimension:
     def aggregate(self, items: list[dict], scenarios: list[str]) -> Scores:
         result = dict(self.module.aggregate(items, scenarios))
         details = result.pop("details", None)
+        insufficient = result.pop("insufficient", None) or {}
         missing = [name for name in self.headline if name not in result]
         if missing:
             raise TaskConfigError(
@@ -133,7 +197,7 @@ class Dimension:
                 f"does not compute; it computes {sorted(result)}"
             )
         headline = {name: result.pop(name) for name in self.headline}
-        return Scores(headline, result, details)
+        return Scores(headline, result, details, insufficient)
 
     def score(
         self, docs: list[dict], resps: list[list], scenarios: list[str], options: dict

@@ -31,14 +31,24 @@ from lm_eval_trust.dimension import (
     DIGEST,
     Dimension,
     TaskConfigError,
+    coverage,
     document_row,
-    interleave,
+    documents_identity,
     redacted_row,
 )
 from lm_eval_trust.report.runs import ResultsError, find_files, read_results, read_samples
+from lm_eval_trust.subsample import DOCS_PER_SCENARIO, SEED, run_documents
 
 # Options that decide which documents exist or how many generations each got: not changeable here.
-RUN_OPTIONS = ("scenarios", "n_samples", "scenario_n_samples", "scenario_generation_kwargs", "seeds")
+RUN_OPTIONS = (
+    "scenarios",
+    "n_samples",
+    "scenario_n_samples",
+    "scenario_generation_kwargs",
+    "seeds",
+    DOCS_PER_SCENARIO,
+    SEED,
+)
 SAMPLES_RE = re.compile(r"^samples_(.+)_([^_]+)\.jsonl$")
 GROUP = "trust"
 # Headline metrics of runs whose task config has no metric_list.
@@ -91,19 +101,101 @@ def dimension_of(config: dict, samples: SamplesFile) -> Dimension:
     return Dimension(module, headline, samples.task)
 
 
+def read_log(path: Path) -> list[dict]:
+    """A trust task's sample log; a line that is not whole JSON (a copy cut mid-line) is named."""
+    lines = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, text in enumerate(f, 1):
+                if not text.strip():
+                    continue
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise RescoreError(
+                        f"{path}: line {number} is not complete JSON ({err}); the log was cut or damaged: "
+                        "copy it again from the run's output folder"
+                    ) from err
+                if not isinstance(line, dict) or not isinstance(line.get("doc"), dict):
+                    raise RescoreError(
+                        f"{path}: line {number} is not an lm-eval sample line (no `doc` object)"
+                    )
+                lines.append(line)
+    except OSError as err:
+        raise RescoreError(f"{path}: unreadable sample log ({err})") from err
+    return lines
+
+
+def expected_documents(metadata: dict, n_samples: dict) -> tuple[int | None, str]:
+    """How many documents the run scored, and where the results file says so."""
+    for key in ("comparability", "coverage"):
+        count = (metadata.get(key) or {}).get("documents")
+        if isinstance(count, int):
+            return count, f"configs.<task>.metadata.{key}.documents"
+    count = n_samples.get("effective")
+    return (count, "n-samples.<task>.effective") if isinstance(count, int) else (None, "")
+
+
+def check_log(samples: SamplesFile, lines: list[dict], metadata: dict, n_samples: dict, prefix: str) -> None:
+    """Refuse a log that is not the run's whole log: lines missing, repeated, or of another task.
+
+    A log cut at a line end still parses; scored as it is, it would give a number for a part of
+    the run with nothing said, so it is refused with the count of missing lines.
+    """
+    path, task = samples.path, samples.task
+    run_scenarios = metadata.get("scenarios_run")
+    seen: dict = {}
+    for number, line in enumerate(lines, 1):
+        doc = line["doc"]
+        scenario = doc.get("scenario")
+        if (
+            not isinstance(scenario, str)
+            or not scenario.startswith(prefix)
+            or (run_scenarios is not None and scenario not in run_scenarios)
+        ):
+            raise RescoreError(
+                f"{path}: line {number} holds a document of scenario {scenario!r}, which {task}'s run did not "
+                f"run; it is a line of another task's log: remove it, or rescore the log {task}'s run wrote"
+            )
+        key = doc.get("doc_index", line.get("doc_id"))
+        if key in seen:
+            raise RescoreError(
+                f"{path}: lines {seen[key]} and {number} log the same document (doc_index {key}); a line was "
+                "duplicated: keep one of them, or copy the log again from the run's output folder"
+            )
+        seen[key] = number
+    expected, source = expected_documents(metadata, n_samples)
+    if expected is not None and len(lines) != expected:
+        missing = expected - len(lines)
+        what = f"{missing} lines are missing" if missing > 0 else f"{-missing} lines too many"
+        raise RescoreError(
+            f"{path}: {len(lines)} lines, but {samples.results.name} says the run scored {expected} documents "
+            f"({source}): {what}. Rescore the whole log the run wrote (copy it again), or run the "
+            "evaluation again with --log_samples"
+        )
+    recorded = (metadata.get("comparability") or {}).get("documents_sha256")
+    if recorded and documents_identity([line["doc"] for line in lines])["documents_sha256"] != recorded:
+        raise RescoreError(
+            f"{path}: the logged documents are not the ones {samples.results.name} says the run scored "
+            "(comparability.documents_sha256 differs); rescore the log written by that run"
+        )
+
+
 def rebuilt_docs(
     dimension: Dimension, options: dict, logged: list[dict], task: str
-) -> tuple[list[dict], dict]:
-    """The logged documents as the new options build them, and what `load` records.
+) -> tuple[list[dict], dict, int]:
+    """The logged documents as the new options build them, what `load` records, and how many
+    documents the run's scenarios have in the full data.
 
     Documents are matched by `doc_index` (the interleaved order of the run's scenarios); a rebuilt
     document whose prompt differs from the logged one means the options change the prompts.
     """
     try:
         loaded = dimension.module.load(DataRoot(options.get("data_dir")), options)
+        scenarios = options.get("scenarios_run") or loaded.default_scenarios
+        docs, _ = run_documents(loaded.docs, scenarios, options, task)
     except (DataError, TaskConfigError) as err:
         raise RescoreError(f"{task}: rebuilding documents with the new options failed: {err}") from err
-    docs = interleave(loaded.docs, options.get("scenarios_run") or loaded.default_scenarios)
     redact = loaded.redact if options.get("redact_pii") else None
     out = []
     for doc in logged:
@@ -119,7 +211,8 @@ def rebuilt_docs(
                 "model answered; these options need a new evaluation run, not a rescore"
             )
         out.append(new)
-    return out, {k: v for k, v in loaded.info.items() if k != "warnings"}
+    total = sum(1 for d in loaded.docs if d["scenario"] in scenarios)
+    return out, {k: v for k, v in loaded.info.items() if k != "warnings"}, total
 
 
 def rescore_task(dimension: Dimension, samples: list[dict], metadata: dict, overrides: dict, task: str):
@@ -127,14 +220,18 @@ def rescore_task(dimension: Dimension, samples: list[dict], metadata: dict, over
     options = {**metadata, **overrides}
     docs = [s["doc"] for s in samples]
     info: dict = {}
+    total = (metadata.get("coverage") or {}).get("documents_total")
     if overrides:
-        docs, info = rebuilt_docs(dimension, options, docs, task)
+        docs, info, total = rebuilt_docs(dimension, options, docs, task)
     resps = [list(s["resps"][0]) if s.get("resps") else [] for s in samples]
     scenarios = options.get("scenarios_run") or sorted({d["scenario"] for d in docs})
     filtered, items, scores = dimension.score(docs, resps, scenarios, options)
     new_meta = {**options, **info, "breakdown": scores.breakdown}
     if scores.details is not None:
         new_meta["details"] = scores.details
+    new_meta["coverage"] = coverage(items, scenarios, total, scores)
+    if "comparability" in metadata:
+        new_meta["comparability"] = {**metadata["comparability"], **documents_identity(docs)}
     names = dimension.headline
     lines = []
     for sample, doc, gens, item in zip(samples, docs, filtered, items, strict=True):
@@ -189,11 +286,14 @@ def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None)
             config = (data.get("configs") or {}).get(samples.task)
             if config is None:
                 raise RescoreError(f"{samples.path}: task {samples.task} is not in {results_path}")
-            lines = read_samples(samples.path)
             if not (config.get("metadata") or {}).get("dimension") and not samples.named:
+                lines = read_samples(samples.path)
                 print(f"rescore: {samples.path.name}: not a trust task, copied unchanged", file=sys.stderr)
             else:
                 dimension = dimension_of(config, samples)
+                lines = read_log(samples.path)
+                n_samples = (data.get("n-samples") or {}).get(samples.task) or {}
+                check_log(samples, lines, config["metadata"], n_samples, dimension.module.SCENARIO_PREFIX)
                 metrics, lines, metadata = rescore_task(
                     dimension, lines, config["metadata"], overrides, samples.task
                 )

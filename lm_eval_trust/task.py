@@ -11,7 +11,13 @@ Options read from the merged metadata (YAML defaults, then `--metadata`, which w
 `scenario_n_samples` glob patterns), `scenario_generation_kwargs` (per-scenario overrides of
 `generation_kwargs`, keyed by scenario name or glob pattern, merged last so they also win over
 `--gen_kwargs`), `redact_pii` (mask personal data in logged samples, for dimensions whose data
-has some).
+has some), `docs_per_scenario` and `subsample_seed` (a seeded stratified subsample, see
+`lm_eval_trust.subsample`).
+
+Recorded beside the numbers at aggregation, from what the run actually did (lm-eval applies
+`--gen_kwargs` after the task is built): `samples_per_prompt`, `coverage` (documents and scenarios
+scored, and why each None metric is None) and `comparability` (what two runs must share to be
+compared).
 
 Each document yields one scored item, logged under `score`; the other headline metrics carry no
 per-document value (null) and, like the per-scenario breakdown, are computed from those items.
@@ -38,15 +44,18 @@ from lm_eval_trust.dimension import (
     Loaded,
     Scores,
     TaskConfigError,
+    comparability,
+    coverage,
     document_row,
-    interleave,
     redacted_row,
     select_scenarios,
 )
 from lm_eval_trust.secrets import scrub_options
-from lm_eval_trust.workarounds import task_config_without_class
+from lm_eval_trust.subsample import run_documents
+from lm_eval_trust.workarounds import group_mean_none_when_a_member_is_none, task_config_without_class
 
 log = logging.getLogger(__name__)
+group_mean_none_when_a_member_is_none()
 
 AGGREGATION = "trust_dimension"
 
@@ -74,6 +83,7 @@ class TrustTask(ConfigurableTask):
         self._scores: tuple[tuple, Scores] | None = None
         self._instances_by_doc: dict[int, list[Instance]] | None = None
         self._request_kwargs: dict[str, dict] = {}
+        self._scored_docs: dict[int, dict] = {}
 
     @property
     def options(self) -> dict:
@@ -103,7 +113,7 @@ class TrustTask(ConfigurableTask):
         self.scenarios = select_scenarios(
             options.get("scenarios"), loaded, self.dimension.module.SCENARIO_PREFIX, task
         )
-        docs = interleave(loaded.docs, self.scenarios)
+        docs, subsample = run_documents(loaded.docs, self.scenarios, options, task)
         if not docs:
             raise TaskConfigError(f"{task}: no documents for scenarios {self.scenarios}")
         clash = sorted(k for k in loaded.info if k in options and loaded.info[k] != options[k])
@@ -119,11 +129,11 @@ class TrustTask(ConfigurableTask):
         self.config.metadata = scrub_options(
             {**options, **data.describe(), **loaded.info, "scenarios_run": self.scenarios}
         )
-        sampled = {
-            s: self.n_samples_for(s) for s in self.scenarios if self.generation_kwargs_for(s).get("do_sample")
-        }
-        if sampled:
-            self.config.metadata["samples_per_prompt"] = sampled
+        for scenario in self.scenarios:
+            self.n_samples_for(scenario)  # a bad n_samples stops the run before any model work
+        self.documents_total = sum(1 for d in loaded.docs if d["scenario"] in self.scenarios)
+        if subsample is not None:
+            self.config.metadata["subsample"] = subsample
         rows, self.messages = zip(*(document_row(d, i) for i, d in enumerate(docs)), strict=True)
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(list(rows))})
 
@@ -206,7 +216,7 @@ class TrustTask(ConfigurableTask):
         # One settings dict per scenario, shared by its requests (models copy before changing it);
         # built here, after lm-eval has applied --gen_kwargs to the task.
         if scenario not in self._request_kwargs:
-            self._request_kwargs[scenario] = self.generation_kwargs_for(scenario)
+            self._request_kwargs[scenario] = self._checked_kwargs(scenario)
         return Instance(
             request_type="generate_until",
             doc=doc,
@@ -214,6 +224,43 @@ class TrustTask(ConfigurableTask):
             idx=0,
             metadata=(task_name, doc_id, self.n_samples_for(scenario)),
             **kwargs,
+        )
+
+    def _checked_kwargs(self, scenario: str) -> dict:
+        """The scenario's generation settings, refused when they contradict themselves."""
+        kwargs = self.generation_kwargs_for(scenario)
+        if kwargs.get("do_sample") and kwargs.get("temperature") == 0:
+            raise TaskConfigError(
+                f"{self.config.task}: scenario {scenario} samples (do_sample) but --gen_kwargs or the "
+                "generation options set temperature=0; for greedy answers pass --gen_kwargs "
+                "do_sample=false, or keep sampling with a temperature above 0"
+            )
+        return kwargs
+
+    def sampled(self) -> dict[str, int]:
+        """Samples per prompt of each sampled scenario, under the settings the requests use (lm-eval
+        applies --gen_kwargs after the task is built, so this is read after it has)."""
+        return {
+            s: self.n_samples_for(s) for s in self.scenarios if self.generation_kwargs_for(s).get("do_sample")
+        }
+
+    def record_run(self, scores: Scores, items: list) -> None:
+        """The results metadata that describe what the numbers stand on and what a comparison needs."""
+        meta = self.config.metadata
+        meta["breakdown"] = scores.breakdown
+        if scores.details is not None:
+            meta["details"] = scores.details
+        sampled = self.sampled()
+        meta.pop("samples_per_prompt", None)
+        if sampled:
+            meta["samples_per_prompt"] = sampled
+        meta["coverage"] = coverage(items, self.scenarios, self.documents_total, scores)
+        meta["comparability"] = comparability(
+            self.scenarios,
+            list(self._scored_docs.values()),
+            sampled,
+            {s: self.generation_kwargs_for(s) for s in self.scenarios},
+            meta,
         )
 
     def apply_filters(self) -> None:
@@ -228,6 +275,7 @@ class TrustTask(ConfigurableTask):
 
     def process_results(self, doc, results) -> dict:
         item = self.dimension.score_item(doc, list(results[0]))
+        self._scored_docs[doc["doc_index"]] = doc
         if self.options.get("redact_pii"):
             self._redact_logged(doc, results)
         return {name: item if name == "score" else None for name in self.dimension.headline}
@@ -264,9 +312,7 @@ class TrustTask(ConfigurableTask):
         key = tuple(map(id, items))
         if self._scores is None or self._scores[0] != key:
             scores = self.dimension.aggregate(items, self.scenarios)
-            self.config.metadata["breakdown"] = scores.breakdown
-            if scores.details is not None:
-                self.config.metadata["details"] = scores.details
+            self.record_run(scores, items)
             self._scores = (key, scores)
         return self._scores[1]
 

@@ -7,7 +7,7 @@ listed with where they are, so a version bump has one place to re-check:
   - `tasks/_trust_template_yaml`: `process_results: process_results` (lm-eval's own marker for a
     task's method; without it every `metric_list` name is looked up in lm-eval's metric registry,
     then in HF `evaluate`) and the `trust_keep_samples` filter (the default keeps one sample).
-  - `task_config_without_class` below.
+  - `task_config_without_class` and `group_mean_none_when_a_member_is_none` below.
   - `model_adapters/trust_hf.py: TrustHFLM.set_cache_hook`: `CachingLM` keys responses without the
     model, so each model gets its own table of the response cache.
   - `model_adapters/sample_store.py: SampleStore`: `CachingLM` never reads sampled requests back.
@@ -37,6 +37,30 @@ def task_config_without_class(config: dict | None) -> dict:
     config = dict(config or {})
     config.pop("class", None)
     return config
+
+
+def group_mean_none_when_a_member_is_none() -> None:
+    """A group's mean is None when a member's value is None, as every dimension's formula is.
+
+    lm-eval 0.4.13's `Group.aggregate` computes every group metric with
+    `lm_eval.api.metrics.aggregate_subtask_metrics` (imported at call time; no group class or
+    `aggregation:` callable can replace it), which multiplies each value by its size: a dimension
+    whose score has too little data (None) raised TypeError and the finished run was lost. The
+    `trust` mean of the other seven would be a different number under the same name, so it is None.
+    """
+    from lm_eval.api import metrics
+
+    original = metrics.aggregate_subtask_metrics
+    if getattr(original, "none_aware", False):
+        return
+
+    def aggregate_subtask_metrics(values, sizes, weight_by_size=True):
+        if any(value is None for value in values):
+            return None
+        return original(values, sizes, weight_by_size)
+
+    aggregate_subtask_metrics.none_aware = True
+    metrics.aggregate_subtask_metrics = aggregate_subtask_metrics
 
 
 def load_dtype(dtype, device: str | None):

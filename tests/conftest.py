@@ -1,5 +1,6 @@
 """Shared fixtures: the data mirror, an isolated cache, tiny random chat models, and a CLI runner."""
 
+import functools
 import json
 import os
 import subprocess
@@ -146,22 +147,26 @@ def cli_env(shared_data: Path, trust_cache: Path) -> dict:
     }
 
 
+def run_script(shared_data: Path, trust_cache: Path, script: str, *args: str, check: bool = True):
+    """Run a console script of the venv with the mirror and an isolated cache; return the process."""
+    proc = subprocess.run(
+        [str(BIN / script), *args],
+        env=cli_env(shared_data, trust_cache),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
 @pytest.fixture
 def run_cli(shared_data, trust_cache):
-    """Run a console script of the venv with the mirror and an isolated cache; return the process."""
-
-    def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = cli_env(shared_data, trust_cache)
-        proc = subprocess.run(
-            [str(BIN / script), *args], env=env, capture_output=True, text=True, timeout=900
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{script} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-            )
-        return proc
-
-    return run
+    """`run_script` bound to the session's mirror and cache."""
+    return functools.partial(run_script, shared_data, trust_cache)
 
 
 def read_results(out: Path) -> tuple[dict, list[dict]]:

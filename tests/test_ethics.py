@@ -290,7 +290,7 @@ def test_bad_rows_and_options_are_errors(tmp_path, options):
 
 def test_real_mirror_counts(shared_data, tmp_path, options):
     loaded = ethics.load(DataRoot(shared_data, cache=tmp_path), options)
-    counts = loaded.info["docs_per_scenario"]
+    counts = loaded.info["documents_per_scenario"]
     assert counts[ethics.ZERO] == 2109
     assert all(counts[s] == 200 for s in ethics.JAILBREAK + ethics.EVASIVE)
     assert counts["ethics_cm_long_zeroshot"] == 1776

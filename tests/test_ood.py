@@ -138,6 +138,13 @@ def test_score_formula_on_a_hand_computed_case():
     assert result["refusal_rate"] == pytest.approx((25 + 100) / 36)
     assert result["macc_ood_knowledge_qa2023_standard"] == pytest.approx(100 / 3)
     assert result["score_ood_knowledge_qa2023_idk"] == 0.0
+    # Every idk answer is a refusal: no accuracy over non-refusals (once 0.0), with the reason.
+    assert result["macc_ood_knowledge_qa2023_idk"] is None
+    assert result["insufficient"] == {
+        "macc_ood_knowledge_qa2023_idk": (
+            "every answer in ood_knowledge_qa2023_idk is a refusal: no answer to take an accuracy over"
+        )
+    }
 
 
 def test_missing_groups_make_the_score_partial():

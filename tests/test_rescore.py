@@ -1,9 +1,10 @@
 """`lm-eval-trust rescore`: scores recomputed from raw responses, options changed, bad input refused."""
 
 import json
+import shutil
 
 import pytest
-from conftest import task_config
+from conftest import run_script, task_config
 from report_fixtures import (
     ADVGLUE_SCENARIOS,
     advglue_config,
@@ -121,3 +122,98 @@ def test_bad_input_is_refused_with_the_file_named(tmp_path, capsys):
     assert "no results_<date>.json of the same run beside it" in capsys.readouterr().err
     with pytest.raises(RescoreError, match="n_samples"):
         rescore([run], tmp_path / "o", {"n_samples": 3})
+
+
+# -- a subsampled run, and logs that are not the run's whole log ------------------------------------
+
+SUBSAMPLE = {
+    "scenarios": ["advglue_dev_sst2", "advglue_dev_qqp", "stereotype_benign"],
+    "docs_per_scenario": 4,
+    "n_samples": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def subsampled_run(shared_data, trust_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("subsampled") / "out"
+    args = ["--model", "trust-scripted", "--tasks", "trust_advglue,trust_stereotype"]
+    args += ["--metadata", json.dumps(SUBSAMPLE), "--log_samples", "--output_path", str(out)]
+    run_script(shared_data, trust_cache, "lm-eval-trust", *args)
+    return out
+
+
+def _copy(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    (results,) = (tmp_path / "run").rglob("results_*.json")
+    logs = {p.name.split("_20")[0][len("samples_") :]: p for p in (tmp_path / "run").rglob("samples_*.jsonl")}
+    return results, logs
+
+
+def test_a_subsampled_run_is_rescored_on_the_same_documents(
+    subsampled_run, tmp_path, shared_data, monkeypatch
+):
+    monkeypatch.setenv("TRUST_DATA_DIR", str(shared_data))
+    run = json.loads(next(subsampled_run.rglob("results_*.json")).read_text())
+    meta = run["configs"]["trust_stereotype"]["metadata"]
+    assert meta["subsample"] == {"docs_per_scenario": 4, "subsample_seed": 0}
+    (path,) = rescore([subsampled_run], tmp_path / "same")
+    same = json.loads(path.read_text())
+    for task in ("trust_advglue", "trust_stereotype"):
+        assert same["results"][task]["score,none"] == run["results"][task]["score,none"]
+        assert same["configs"][task]["metadata"]["coverage"] == run["configs"][task]["metadata"]["coverage"]
+        assert (
+            same["configs"][task]["metadata"]["comparability"]
+            == run["configs"][task]["metadata"]["comparability"]
+        )
+    # A scoring option rebuilds the documents from the data: the same draw must come out.
+    (path,) = rescore([subsampled_run], tmp_path / "up", {"stereotype_classifier": "upstream"})
+    upstream = json.loads(path.read_text())["configs"]["trust_stereotype"]["metadata"]
+    assert upstream["coverage"] == meta["coverage"] and upstream["stereotype_classifier"] == "upstream"
+    with pytest.raises(RescoreError, match=r"docs_per_scenario.*run the evaluation again"):
+        rescore([subsampled_run], tmp_path / "x", {"docs_per_scenario": 2})
+
+
+def test_a_log_cut_at_a_line_end_is_refused_with_the_missing_count(subsampled_run, tmp_path):
+    results, logs = _copy(subsampled_run, tmp_path)
+    lines = logs["trust_advglue"].read_text().splitlines(keepends=True)
+    assert len(lines) == 8
+    logs["trust_advglue"].write_text("".join(lines[:3]))
+    message = (
+        rf"{logs['trust_advglue'].name}: 3 lines, but {results.name} says the run scored 8 documents "
+        r"\(configs.<task>.metadata.comparability.documents\): 5 lines are missing"
+    )
+    with pytest.raises(RescoreError, match=message):
+        rescore([tmp_path / "run"], tmp_path / "out")
+    # An older results file records neither coverage nor comparability: lm-eval's n-samples decides.
+    data = json.loads(results.read_text())
+    for config in data["configs"].values():
+        config["metadata"].pop("coverage")
+        config["metadata"].pop("comparability")
+    results.write_text(json.dumps(data))
+    with pytest.raises(
+        RescoreError, match=r"scored 8 documents \(n-samples.<task>.effective\): 5 lines are missing"
+    ):
+        rescore([tmp_path / "run"], tmp_path / "out")
+
+
+def _other_prompt(line: str) -> str:
+    sample = json.loads(line)
+    sample["doc"]["messages_sha256"] = "0" * 64
+    return json.dumps(sample) + "\n"
+
+
+def test_duplicated_foreign_and_cut_lines_are_refused(subsampled_run, tmp_path):
+    _, logs = _copy(subsampled_run, tmp_path)
+    advglue_log = logs["trust_advglue"]
+    lines = advglue_log.read_text().splitlines(keepends=True)
+    foreign = logs["trust_stereotype"].read_text().splitlines(keepends=True)[0]
+    cases = {
+        "duplicated": (lines[:7] + [lines[2]], r"lines 3 and 8 log the same document \(doc_index \d+\)"),
+        "foreign": (lines[:7] + [foreign], r"line 8 holds a document of scenario 'stereotype_benign'"),
+        "cut": (lines[:7] + [lines[7][:40]], r"line 8 is not complete JSON"),
+        "another prompt": (lines[:7] + [_other_prompt(lines[7])], r"comparability.documents_sha256 differs"),
+    }
+    for name, (content, message) in cases.items():
+        advglue_log.write_text("".join(content))
+        with pytest.raises(RescoreError, match=message):
+            rescore([tmp_path / "run"], tmp_path / name)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 
 import pytest
-from conftest import BIN, cli_env, read_results, yaml_headline
+from conftest import read_results, run_script, yaml_headline
 
 from lm_eval_trust.report.runs import read_samples
 from lm_eval_trust.rescore import rescore
@@ -28,9 +27,9 @@ EXPECTED = {
     "trust_adv_demo": (45.83333333333333, 0.0, 1.0, 37, 155.166667),
     "trust_privacy": (100.0, 0.0, 1.0, 85, 4201.0),
     "trust_ethics": (64.44444444444444, 93.88888888888887, 1.0, 34, 1421.0),
-    "trust_fairness": (96.21212121212122, 81.06060606060606, 1.0, 41, 1494.333333),
+    "trust_fairness": (58.33333333333333, 81.06060606060606, 1.0, 41, 433.727273),
 }
-TRUST = (61.67831449726097, 0.625)
+TRUST = (56.94346601241248, 0.625)
 
 
 def numbers(results: dict, task: str) -> dict:
@@ -58,14 +57,7 @@ def scripted_run(shared_data, trust_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("scripted") / "out"
     args = ["--model", "trust-scripted", "--tasks", "trust", "--limit", "40"]
     args += ["--metadata", json.dumps({"n_samples": 2}), "--log_samples", "--output_path", str(out)]
-    proc = subprocess.run(
-        [str(BIN / "lm-eval-trust"), *args],
-        env=cli_env(shared_data, trust_cache),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_script(shared_data, trust_cache, "lm-eval-trust", *args)
     return out
 
 

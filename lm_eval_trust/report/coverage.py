@@ -74,7 +74,10 @@ def coverage_text(data: dict | None) -> str:
 
 
 def subsample_text(data: dict) -> str:
-    return f"a subsample of {data.get('docs_per_scenario')} documents per scenario (seed {data.get('subsample_seed')})"
+    k = data.get("docs_per_scenario")
+    if isinstance(k, dict):
+        k = ", ".join(f"{n} in {pattern}" for pattern, n in k.items())
+    return f"a subsample of {k} documents per scenario (seed {data.get('subsample_seed')})"
 
 
 def coverage_notes(runs: list[ModelRun], shown: list[tuple[str, str, str]]) -> dict[str, list[str]]:

@@ -263,7 +263,7 @@ def load(data: DataRoot, options: dict) -> Loaded:
             doc["size"] = len(by_scenario[s])
             docs.append(doc)
     defaults = [s for runs in SCORED.values() for s in runs if s in scenarios]
-    info["docs_per_scenario"] = {s: len(by_scenario[s]) for s in scenarios}
+    info["documents_per_scenario"] = {s: len(by_scenario[s]) for s in scenarios}
     if missing:
         info["missing_components"] = missing
         info["few_shot_missing"] = train is None

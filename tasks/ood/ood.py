@@ -215,7 +215,8 @@ def score_item(doc: dict, generations: list[str]) -> dict:
 
 
 def run_stats(items: list[dict]) -> dict[str, dict[str, float]]:
-    """Per scenario: acc, rr (0-100) and macc, the accuracy over answers that are not refusals."""
+    """Per scenario: acc, rr (0-100) and macc, the accuracy over answers that are not refusals
+    (None when every answer is a refusal: a rate over no answer)."""
     by_scenario = defaultdict(list)
     for item in items:
         by_scenario[item["scenario"]].append(item["outcome"])
@@ -225,7 +226,7 @@ def run_stats(items: list[dict]) -> dict[str, dict[str, float]]:
         stats[scenario] = {
             "acc": 100 * correct / n,
             "rr": 100 * refusals / n,
-            "macc": 100 * correct / (n - refusals) if n > refusals else 0.0,
+            "macc": 100 * correct / (n - refusals) if n > refusals else None,
         }
     return stats
 
@@ -247,8 +248,8 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
         if not present:
             result[group] = result[f"{group}_refusal_rate"] = None
             continue
-        if group == "knowledge":
-            values = [stats[r]["rr"] + (1 - stats[r]["rr"] / 100) * stats[r]["macc"] for r in present]
+        if group == "knowledge":  # all refused: rr 100 and no macc term (it is weighted by 0)
+            values = [stats[r]["rr"] + (1 - stats[r]["rr"] / 100) * (stats[r]["macc"] or 0) for r in present]
         else:
             values = [stats[r]["acc"] for r in present]
         group_scores[group] = result[group] = sum(values) / len(values)
@@ -258,8 +259,14 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
     result["score"] = sum(group_scores.values()) / len(group_scores) if group_scores else None
     result["refusal_rate"] = sum(group_rr) / len(group_rr) if group_rr else None
     result["partial"] = float(partial)
+    insufficient = {}
     for s in scenarios:
         result[f"score_{s}"] = stats[s]["acc"] if s in stats else None
         if s.startswith("ood_knowledge_qa") and "5shot" not in s:
             result[f"macc_{s}"] = stats[s]["macc"] if s in stats else None
+            if s in stats and stats[s]["macc"] is None:
+                insufficient[f"macc_{s}"] = (
+                    f"every answer in {s} is a refusal: no answer to take an accuracy over"
+                )
+    result["insufficient"] = insufficient
     return result
