@@ -2,15 +2,19 @@
 
 Readers never see a half-written file or folder, concurrent writers never share a partial (threads
 share a pid), and a writer killed part way leaves only a `.<name>.*.part` that `clean_partials`
-removes (call it under the lock that guards the target).
+removes (call it under the lock that guards the target). A damaged sqlite cache is set aside
+(`set_aside_if_damaged`), never deleted, and its entries are computed again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +67,27 @@ def clean_partials(target: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
+
+
+def set_aside_if_damaged(db: Path, what: str) -> Path | None:
+    """Move a sqlite file that fails `PRAGMA quick_check` to `<name>.damaged-<time>`, with a warning
+    naming both; the new path, or None when it is absent or sound."""
+    db = Path(db)
+    if not db.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                return None
+    except sqlite3.DatabaseError:
+        pass
+    aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    db.rename(aside)
+    logging.getLogger(__name__).warning(
+        "%s %s is damaged (not a readable sqlite database); moved it to %s and what it held will be "
+        "computed again",
+        what,
+        db,
+        aside,
+    )
+    return aside

@@ -12,13 +12,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import sqlite3
-import time
 from pathlib import Path
 
 import yaml
 
 from lm_eval_trust import TASKS_DIR
+from lm_eval_trust.atomic import set_aside_if_damaged
 from lm_eval_trust.model_adapters.batching import check_batch_size
 
 log = logging.getLogger(__name__)
@@ -70,25 +69,9 @@ def check_writable(path: Path, flag: str) -> None:
 
 def recover_cache(use_cache: str) -> list[Path]:
     """Move damaged `--use_cache` sqlite files aside (the run then recomputes what they held)."""
-    moved = []
     base = Path(use_cache)
-    for db in sorted(base.parent.glob(base.name + "_rank*.db")) if base.parent.is_dir() else []:
-        try:
-            with sqlite3.connect(db) as conn:
-                ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        except sqlite3.DatabaseError:
-            ok = False
-        if not ok:
-            aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            db.rename(aside)
-            log.warning(
-                "--use_cache file %s is damaged (not a readable sqlite database); moved it to %s and "
-                "the answers it held will be computed again",
-                db,
-                aside,
-            )
-            moved.append(aside)
-    return moved
+    found = sorted(base.parent.glob(base.name + "_rank*.db")) if base.parent.is_dir() else []
+    return [aside for db in found if (aside := set_aside_if_damaged(db, "--use_cache file"))]
 
 
 class _Loader(yaml.SafeLoader):

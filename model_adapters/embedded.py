@@ -13,6 +13,7 @@ transformers; a damaged converted copy in the cache is converted again.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -158,6 +159,19 @@ def convert(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def converted_path(name: str, gguf: Path) -> Path:
+    """Where the alias's conversion lives, named by the GGUF's content and the converting
+    transformers (another file of the same size, or another converter, is converted anew)."""
+    import transformers
+
+    digest = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(transformers.__version__.encode())
+    return cache_root() / "models" / f"{name}-{digest.hexdigest()[:16]}"
+
+
 def resolve(name: str) -> str:
     """A local checkpoint path for an alias (converted on first use); checked local folders and
     hub ids pass through."""
@@ -169,8 +183,7 @@ def resolve(name: str) -> str:
             check_name(name)
         return name
     gguf = gguf_path(name)
-    stat = gguf.stat()
-    target = cache_root() / "models" / f"{name}-{stat.st_size}"
+    target = converted_path(name, gguf)
     if _is_whole(target):
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)

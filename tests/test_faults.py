@@ -1,6 +1,7 @@
 """Faults: a run killed part way resumes without recomputing, concurrent runs share caches safely,
 and a half-written cache entry is detected and redone."""
 
+import dataclasses
 import pickle
 import re
 import shutil
@@ -210,6 +211,58 @@ def test_damaged_converted_alias_is_converted_again(tiny_model, isolated_cache, 
     _truncate(embedded.Path(target) / "model.safetensors")
     assert embedded.resolve("smollm2-135m-instruct") == target and len(conversions) == 2
     embedded.check_checkpoint(embedded.Path(target))
+
+
+def test_converted_alias_is_named_by_the_gguf_content_and_the_converter(
+    tiny_model, isolated_cache, tmp_path, monkeypatch
+):
+    """Another GGUF of the same size, or another transformers, gets its own conversion."""
+    import transformers
+
+    gguf = tmp_path / "fake.gguf"
+    conversions = []
+    monkeypatch.setattr(embedded, "gguf_path", lambda alias: gguf)
+    monkeypatch.setattr(
+        embedded,
+        "convert",
+        lambda src, out: conversions.append(src) or shutil.copytree(tiny_model, out, dirs_exist_ok=True),
+    )
+    gguf.write_bytes(b"GGUF-one")
+    first = embedded.resolve("smollm2-135m-instruct")
+    gguf.write_bytes(b"GGUF-two")  # same size, other content
+    second = embedded.resolve("smollm2-135m-instruct")
+    monkeypatch.setattr(transformers, "__version__", "0.0.0")
+    third = embedded.resolve("smollm2-135m-instruct")
+    assert len({first, second, third}) == 3 and len(conversions) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SPLIT_SEED", 1),
+        ("VECTORIZER", {"ngram_range": (1, 4), "analyzer": "char_wb", "min_df": 2, "sublinear_tf": True}),
+        ("RIDGE", {"alpha": 1.0}),
+        ("PROFANITY_WEIGHT", 2.0),
+    ],
+)
+def test_every_setting_of_the_offline_fit_is_in_its_cache_key(name, value, monkeypatch):
+    before = toxicity.OfflineScorer.fit_digest()
+    owner = toxicity if name == "SPLIT_SEED" else toxicity.OfflineScorer
+    monkeypatch.setattr(owner, name, value)
+    assert toxicity.OfflineScorer.fit_digest() != before
+
+
+def test_offline_fit_key_follows_the_training_data_and_libraries(monkeypatch):
+    before = toxicity.OfflineScorer.fit_digest()
+    real = toxicity.version
+    monkeypatch.setattr(toxicity, "version", lambda pkg: "0.0" if pkg == "alt-profanity-check" else real(pkg))
+    assert toxicity.OfflineScorer.fit_digest() != before
+    monkeypatch.undo()
+    manifest = data.load_manifest()
+    path = toxicity.TOXICITY_DIR + toxicity.RTP_FILES[0]
+    changed = {**manifest, path: dataclasses.replace(manifest[path], git_blob_sha1="0" * 40)}
+    monkeypatch.setattr(toxicity, "load_manifest", lambda: changed)
+    assert toxicity.OfflineScorer.fit_digest() != before
 
 
 class _Fit:

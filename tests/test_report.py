@@ -247,3 +247,13 @@ def test_coverage_subsample_and_too_little_data_are_shown(tmp_path):
     assert board[1]["Coverage"] == (
         "6/1200 docs, 2/3 scenarios; a subsample of 3 documents per scenario (seed 7)"
     )
+
+
+def test_a_per_scenario_subsample_is_described_pattern_by_pattern():
+    from lm_eval_trust.report.coverage import subsample_text
+
+    text = subsample_text({"docs_per_scenario": {"fairness_*": 3, "*": 2}, "subsample_seed": 0})
+    assert text == "a subsample of each scenario's documents (3 in fairness_*; 2 in *; seed 0)"
+    assert subsample_text({"docs_per_scenario": 4, "subsample_seed": 1}) == (
+        "a subsample of 4 documents per scenario (seed 1)"
+    )

@@ -68,6 +68,31 @@ def test_scores_and_caches(scorer, fake_server):
     assert "key=secret-key-123" in fake_server.requests[0][2]
 
 
+def test_the_score_cache_is_keyed_by_the_endpoint_as_well_as_the_text(scorer, fake_server, tmp_path):
+    fake_server.script = [(200, {"toxicity": 0.9}), (200, {"toxicity": 0.4})]
+    assert scorer.score(["bad"]) == [0.9]
+    other = toxicity.PerspectiveScorer(
+        url=scorer.url.replace("v1alpha1", "v1"),
+        qps=100,
+        retries=0,
+        timeout=0.3,
+        cache_path=scorer.cache_path,
+    )
+    assert other.score(["bad"]) == [0.4] and len(fake_server.requests) == 2
+    assert scorer.score(["bad"]) == [0.9] and len(fake_server.requests) == 2
+
+
+def test_a_damaged_score_cache_is_set_aside_and_scored_again(scorer, fake_server, caplog):
+    scorer.cache_path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level("WARNING"):
+        assert scorer.score(["bad"]) == [0.25]
+    (aside,) = scorer.cache_path.parent.glob("cache.sqlite.damaged-*")
+    assert (
+        f"Perspective score cache {scorer.cache_path} is damaged" in caplog.text and str(aside) in caplog.text
+    )
+    assert scorer.score(["bad"]) == [0.25] and len(fake_server.requests) == 1
+
+
 def test_retries_rate_limit_and_server_errors(scorer, fake_server):
     fake_server.script = [(429, "{}"), (503, "{}"), (200, {"toxicity": 0.5})]
     assert scorer.score(["x"]) == [0.5]

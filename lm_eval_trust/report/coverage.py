@@ -74,10 +74,11 @@ def coverage_text(data: dict | None) -> str:
 
 
 def subsample_text(data: dict) -> str:
-    k = data.get("docs_per_scenario")
+    k, seed = data.get("docs_per_scenario"), data.get("subsample_seed")
     if isinstance(k, dict):
-        k = ", ".join(f"{n} in {pattern}" for pattern, n in k.items())
-    return f"a subsample of {k} documents per scenario (seed {data.get('subsample_seed')})"
+        per = "; ".join(f"{n} in {pattern}" for pattern, n in k.items())
+        return f"a subsample of each scenario's documents ({per}; seed {seed})"
+    return f"a subsample of {k} documents per scenario (seed {seed})"
 
 
 def coverage_notes(runs: list[ModelRun], shown: list[tuple[str, str, str]]) -> dict[str, list[str]]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from lm_eval_trust.atomic import atomic_path, clean_partials
+from lm_eval_trust.atomic import atomic_path, clean_partials, set_aside_if_damaged
 from lm_eval_trust.data import DataError, DataRoot, cache_root, load_manifest, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -82,21 +82,11 @@ def split_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
 class OfflineScorer:
     name = "offline"
     PROFANITY_WEIGHT = 3.0  # puts the profanity probability on the TF-IDF features' scale
+    VECTORIZER = {"ngram_range": (1, 5), "analyzer": "char_wb", "min_df": 2, "sublinear_tf": True}
+    RIDGE = {"alpha": 3.0}
 
     def __init__(self, data: DataRoot):
-        from sklearn import __version__ as sklearn_version
-
-        manifest = load_manifest()
-        inputs = [TOXICITY_DIR + f for f in RTP_FILES + GPT_FILES]
-        key = json.dumps(
-            [
-                [manifest[p].git_blob_sha1 for p in inputs],
-                sklearn_version,
-                version("alt-profanity-check"),
-                SPLIT_SEED,
-            ]
-        )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        digest = self.fit_digest()
         self.version = f"ridge-charwb15+alt-profanity-check-{version('alt-profanity-check')}/fit-{digest}"
         path = cache_root() / "scorers" / f"offline-{digest}.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +98,27 @@ class OfflineScorer:
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     pickle.dump(fitted, f)
             self.vectorizer, self.model = fitted
+
+    @classmethod
+    def fit_digest(cls) -> str:
+        """Names the cached fit by everything that changes it: the training files' content, the
+        libraries that fit and featurize, the split seed and the fit's settings."""
+        from sklearn import __version__ as sklearn_version
+
+        manifest = load_manifest()
+        inputs = [TOXICITY_DIR + f for f in RTP_FILES + GPT_FILES]
+        key = json.dumps(
+            [
+                [manifest[p].git_blob_sha1 for p in inputs],
+                sklearn_version,
+                version("alt-profanity-check"),
+                SPLIT_SEED,
+                cls.VECTORIZER,
+                cls.RIDGE,
+                cls.PROFANITY_WEIGHT,
+            ]
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @staticmethod
     def _read_cached(path: Path):
@@ -144,9 +155,9 @@ class OfflineScorer:
                 if text and text.strip() and toxicity is not None:
                     texts.append(text)
                     labels.append(float(toxicity))
-        vectorizer = TfidfVectorizer(ngram_range=(1, 5), analyzer="char_wb", min_df=2, sublinear_tf=True)
+        vectorizer = TfidfVectorizer(**cls.VECTORIZER)
         vectorizer.fit(texts)
-        model = Ridge(alpha=3.0).fit(cls._features(vectorizer, texts), labels)
+        model = Ridge(**cls.RIDGE).fit(cls._features(vectorizer, texts), labels)
         return vectorizer, model
 
     def score(self, texts: list[str]) -> list[float | None]:
@@ -232,14 +243,20 @@ class PerspectiveScorer:
                 time.sleep(self.backoff * 2**attempt)
         return None, f"{reason} after {self.retries + 1} attempts"
 
+    def cache_key(self, text: str) -> str:
+        """The endpoint and what is asked of it change the score, so they are in the key with the text."""
+        asked = json.dumps([self.version, self.url, "en", self.ATTRIBUTES, text])
+        return hashlib.sha256(asked.encode("utf-8", "surrogatepass")).hexdigest()
+
     def score(self, texts: list[str]) -> list[float | None]:
         from sqlitedict import SqliteDict
 
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        set_aside_if_damaged(self.cache_path, "the Perspective score cache")
         out: list[float | None] = []
         with SqliteDict(str(self.cache_path), tablename="toxicity", autocommit=True) as cache:
             for text in texts:
-                key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+                key = self.cache_key(text)
                 if key in cache:
                     out.append(cache[key])
                     continue
