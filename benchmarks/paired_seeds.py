@@ -9,14 +9,14 @@ compressed model with seed A (shared seeds) and with seed B (independent seeds),
     TRUST_DATA_DIR=/path/to/data python benchmarks/paired_seeds.py --output_path /tmp/paired_seeds
 
 Only the seed differs between the two compressed runs, so a narrower shared-seed interval is the
-noise that shared random numbers cancel.
+noise that shared random numbers cancel. A run whose folder already holds results is kept, so a
+second call only recomputes the intervals.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +59,6 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs=2, default=(1234, 4321), metavar=("A", "B"))
     parser.add_argument("--bootstrap_iters", type=int, default=2000)
     args = parser.parse_args()
-    shutil.rmtree(args.output_path, ignore_errors=True)
     seed_a, seed_b = args.seeds
     compressed = f"pretrained={args.pretrained},{args.compress_args}"
     folders = {
@@ -69,9 +68,11 @@ def main() -> int:
     }
     seconds = {}
     for i, (name, (model_args, seed)) in enumerate(folders.items()):
-        seconds[name] = evaluate(args.output_path / f"run{i}", model_args, seed, args)
+        out = args.output_path / f"run{i}"
+        if not any(out.rglob("results_*.json")):
+            seconds[name] = evaluate(out, model_args, seed, args)
     (dense,), (shared,), (independent,) = (load_runs([args.output_path / f"run{i}"]) for i in range(3))
-    columns = [c for c in trust_columns() if c.key in TASKS]
+    columns = [c for c in trust_columns() if c.tasks[0] in TASKS]
     print(f"\n{'dimension':<18}{'change':>9}{'shared seeds CI':>22}{'independent CI':>22}{'width ratio':>13}")
     summary = {
         "settings": vars(args) | {"output_path": str(args.output_path)},
