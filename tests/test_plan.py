@@ -16,6 +16,7 @@ from lm_eval_trust.model_adapters.scripted import ANSWERS
 from lm_eval_trust.plan import plan_main
 
 DIMENSIONS = ("toxicity", "stereotype", "advglue", "ood", "adv_demo", "privacy", "ethics", "fairness")
+ADVGLUE_AND_STEREOTYPE = ("--tasks", "trust_advglue,trust_stereotype", "--limit", "30")
 ADVGLUE_SIZES = {"sst2": 148, "qqp": 78, "mnli": 121}  # documents per scenario in the mirror's dev set
 
 
@@ -65,10 +66,7 @@ def test_counts_match_a_hand_count(plan_env, tiny_model, tmp_path):
 
     figures = run_plan(
         tmp_path,
-        "--tasks",
-        "trust_advglue,trust_stereotype",
-        "--limit",
-        "30",
+        *ADVGLUE_AND_STEREOTYPE,
         "--metadata",
         '{"n_samples": 3}',
         "--tokenizer",
@@ -264,10 +262,7 @@ def test_a_task_without_earlier_logs_says_why_it_has_no_estimate(
 ):
     figures = run_plan(
         tmp_path,
-        "--tasks",
-        "trust_advglue,trust_stereotype",
-        "--limit",
-        "30",
+        *ADVGLUE_AND_STEREOTYPE,
         "--tokenizer",
         str(tiny_model),
         "--samples",
