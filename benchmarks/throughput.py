@@ -1,12 +1,14 @@
-"""Generation throughput on the trust tasks: DecodingTrust's loop, stock lm-eval `hf`, and `trust-hf`.
+"""Generation throughput on the trust tasks: DecodingTrust's loop, lm-eval `hf`, `trust-hf`, `trust-vllm`.
 
-One process, one fixed prompt subset (the first `--docs` documents of every dimension, as lm-eval
-builds them with the chat template), three ways to generate the same answers:
+One run, one fixed prompt subset (the first `--docs` documents of every dimension, as lm-eval
+builds them with the chat template), four ways to generate the same answers:
 
   (a) DecodingTrust's way: one prompt at a time through `model.generate`, n samples through
       `num_return_sequences`;
   (b) stock lm-eval `hf` with `repeats` and `--batch_size auto`;
-  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/generation.py`).
+  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/generation.py`);
+  (d) `trust-vllm` with `--batch_size auto`, in the vLLM environment (`lm-eval-trust vllm-env`), as a
+      second process started after (a)-(c) finish; its engine start is timed apart.
 
 Tokens are counted on the answers (re-tokenized), so the three are measured on the same unit.
 Work tokens are the distinct prompts' tokens plus the answers' tokens, what (a) computes: on CPU,
@@ -22,18 +24,22 @@ bound).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import subprocess
+import sys
 import time
 from itertools import pairwise
 
 import torch
-from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager, get_task_dict
 
-from lm_eval_trust import TASKS_DIR
-from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust import TASKS_DIR, vllm_env
 from lm_eval_trust.model_adapters.batching import common_prefix
-from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
+
+VLLM = "(d) trust-vllm"
+# The vLLM worker prints its figures on one line after this marker (vLLM logs to the same stream).
+MARK = "THROUGHPUT_JSON "
 
 DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "toxicity", "stereotype", "privacy"]
 
@@ -79,7 +85,7 @@ def build_requests(
     return requests
 
 
-def decodingtrust_loop(lm: HFLM, requests: list) -> list[str]:
+def decodingtrust_loop(lm, requests: list) -> list[str]:
     """(a): each distinct prompt alone; its samples through `num_return_sequences`."""
     answers = {}
     order = []
@@ -127,7 +133,10 @@ def prompt_tokens(prompts: list[tuple[int, ...]]) -> tuple[int, int]:
 def measure(name: str, run, requests: list, count_tokens, prompt_total: int) -> dict:
     start = time.perf_counter()
     answers = run(requests)
-    seconds = time.perf_counter() - start
+    return report(name, answers, time.perf_counter() - start, count_tokens, prompt_total)
+
+
+def report(name: str, answers: list[str], seconds: float, count_tokens, prompt_total: int) -> dict:
     tokens = sum(count_tokens(a) for a in answers)
     work = (prompt_total + tokens) / seconds
     print(
@@ -139,13 +148,48 @@ def measure(name: str, run, requests: list, count_tokens, prompt_total: int) -> 
         "tok_s": tokens / seconds,
         "samples_s": len(answers) / seconds,
         "work_s": work,
+        "answers": answers,
     }
+
+
+def vllm_worker(args) -> None:
+    """(d), run in the vLLM environment: the same requests through `trust-vllm`, figures as JSON."""
+    from lm_eval_trust.model_adapters.trust_vllm import TrustVLLM
+
+    start = time.perf_counter()
+    lm = TrustVLLM(
+        pretrained=args.model, batch_size="auto", **({} if args.eager else {"enforce_eager": False})
+    )
+    figures = {"engine_start_s": time.perf_counter() - start}
+    requests = build_requests(lm, args.docs, args.samples, args.max_gen_toks, args.scenarios, args.dimensions)
+    for label, subset in split(requests).items():
+        start = time.perf_counter()
+        answers = lm.generate_until(subset, disable_tqdm=True)
+        figures[label] = {"seconds": time.perf_counter() - start, "answers": answers}
+    print(MARK + json.dumps(figures), flush=True)
+
+
+def run_vllm_worker(argv: list[str]) -> dict:
+    """Start `vllm_worker` in the vLLM environment with this run's arguments; its figures."""
+    env = vllm_env.location()
+    if not vllm_env.installed(env):
+        raise SystemExit(f"(d) needs the vLLM environment at {env}: create it with `lm-eval-trust vllm-env`")
+    command = [str(vllm_env.python_in(env)), __file__, *argv, "--worker"]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
+    return json.loads(line[len(MARK) :])
+
+
+def split(requests: list) -> dict[str, list]:
+    greedy = [r for r in requests if not r.args[1].get("do_sample")]
+    sampled = [r for r in requests if r.args[1].get("do_sample")]
+    return {label: subset for label, subset in (("greedy", greedy), ("sampled", sampled)) if subset}
 
 
 def generation_ceiling(model, batch: int, new_tokens: int, pad_token_id: int) -> float:
     """Generated tok/s of one large batch (short prompts, every row forced to `new_tokens`): the most
     answer tokens per second this machine gives, the unit (a)-(c) are counted in."""
-    ids = torch.randint(100, 1000, (batch, 16))
+    ids = torch.randint(100, 1000, (batch, 16), device=model.device)
     start = time.perf_counter()
     with torch.no_grad():
         model.generate(
@@ -162,14 +206,19 @@ def generation_ceiling(model, batch: int, new_tokens: int, pad_token_id: int) ->
 def ceilings(model, batch: int, length: int) -> tuple[float, float]:
     """(memory bound) decoding steps at batch 1, tok/s; (compute bound) one batch x length forward, tok/s."""
     with torch.no_grad():
-        ids = torch.randint(100, 1000, (1, 32))
+        ids = torch.randint(100, 1000, (1, 32), device=model.device)
         out = model(ids, use_cache=True)
         cache, steps = out.past_key_values, 32
         start = time.perf_counter()
         for i in range(steps):
-            model(ids[:, -1:], past_key_values=cache, use_cache=True, position_ids=torch.tensor([[32 + i]]))
+            model(
+                ids[:, -1:],
+                past_key_values=cache,
+                use_cache=True,
+                position_ids=torch.tensor([[32 + i]], device=model.device),
+            )
         memory_bound = steps / (time.perf_counter() - start)
-        ids = torch.randint(100, 1000, (batch, length))
+        ids = torch.randint(100, 1000, (batch, length), device=model.device)
         start = time.perf_counter()
         model.get_decoder()(ids, use_cache=False)
         compute_bound = batch * length / (time.perf_counter() - start)
@@ -215,7 +264,13 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=5, help="samples per prompt in sampled scenarios")
     parser.add_argument("--max_gen_toks", type=int, default=32, help="cap on new tokens per answer")
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--device", default="cpu", help="where (a)-(c) run (vLLM picks its own)")
     parser.add_argument("--skip_stock", action="store_true", help="leave out (b)")
+    parser.add_argument("--skip_vllm", action="store_true", help="leave out (d)")
+    parser.add_argument(
+        "--eager", action=argparse.BooleanOptionalAction, default=True, help="(d) without torch.compile"
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--dimensions", nargs="+", default=DIMENSIONS, choices=DIMENSIONS, help="dimensions to draw from"
     )
@@ -227,17 +282,24 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     torch.manual_seed(1234)
+    if args.worker:
+        vllm_worker(args)
+        return
+    from lm_eval.models.huggingface import HFLM
+
+    from lm_eval_trust.model_adapters import embedded
+    from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 
     path = embedded.resolve(args.model)
-    ours = TrustHFLM(pretrained=args.model, device="cpu", batch_size="auto")
+    ours = TrustHFLM(pretrained=args.model, device=args.device, batch_size="auto")
     if args.full_bound:
         full_bound(ours, args.dimensions)
         return
     requests = build_requests(
         ours, args.docs, args.samples, args.max_gen_toks, args.scenarios, args.dimensions
     )
-    greedy = [r for r in requests if not r.args[1].get("do_sample")]
-    sampled = [r for r in requests if r.args[1].get("do_sample")]
+    subsets = split(requests)
+    greedy, sampled = subsets.get("greedy", []), subsets.get("sampled", [])
     longest = max(len(ours._encode_context(r.args[0], r.args[1])) for r in requests)
     print(
         f"{len(requests)} generations ({len(greedy)} greedy, {len(sampled)} sampled, {args.samples} per prompt), "
@@ -252,22 +314,29 @@ def main(argv=None) -> None:
         # Stock `auto` on CPU probes 5 forward passes of max_batch_size x max_length tokens before
         # generating (see `TrustHFLM._detect_batch_size`); (b) runs at the size that probe settles
         # on when nothing runs out of memory, max_batch_size, and the probe's cost is estimated.
-        stock = HFLM(pretrained=path, device="cpu", dtype="float32", batch_size=ours.max_batch_size)
+        stock = HFLM(pretrained=path, device=args.device, dtype="float32", batch_size=ours.max_batch_size)
         probe_tokens = 5 * ours.max_batch_size * (longest + args.max_gen_toks)
         ways["(b) lm-eval hf, batch_size auto"] = lambda reqs: stock.generate_until(reqs, disable_tqdm=True)
     ways["(c) trust-hf"] = lambda reqs: ours.generate_until(reqs, disable_tqdm=True)
 
-    figures, bounds = {}, {}
-    for label, subset in (("greedy", greedy), ("sampled", sampled)):
-        if not subset:
-            continue
+    figures, bounds, totals = {}, {}, {}
+    for label, subset in subsets.items():
         total, unique = prompt_tokens([ours._encode_context(r.args[0], r.args[1]) for r in subset])
         bounds[label] = total / unique
         print(
             f"{label}: {total} distinct prompt tokens, {unique} after perfect prefix sharing "
             f"(prefill bound {total / unique:.2f}x)"
         )
+        totals[label] = total
         figures[label] = {name: measure(name, run, subset, count_tokens, total) for name, run in ways.items()}
+    if not args.skip_vllm:
+        worker = run_vllm_worker([a for a in (sys.argv[1:] if argv is None else argv)])
+        print(f"(d) engine start (not timed below): {worker['engine_start_s']:.1f} s")
+        for label in subsets:
+            d = worker[label]
+            figures[label][VLLM] = report(
+                f"{VLLM} [{label}]", d["answers"], d["seconds"], count_tokens, totals[label]
+            )
     memory_bound, compute_bound = ceilings(ours.model, batch=32, length=256)
     generation_bound = generation_ceiling(ours.model, 64, args.max_gen_toks, ours.tokenizer.pad_token_id)
     print(
@@ -288,6 +357,14 @@ def main(argv=None) -> None:
             f"(c) {c['work_s'] / compute_bound:.1%}; answer tok/s against the 64-row generation: "
             f"(c) {c['tok_s'] / generation_bound:.1%}"
         )
+        if VLLM in result:
+            d = result[VLLM]
+            same = sum(x == y for x, y in zip(d["answers"], c["answers"], strict=True))
+            print(
+                f"{label}: (d)/(c) {d['tok_s'] / c['tok_s']:.2f}x, (d)/(a) {d['tok_s'] / a['tok_s']:.2f}x; "
+                f"(d) answers equal to (c)'s: {same} of {len(c['answers'])}"
+                + (" (greedy: should be all)" if label == "greedy" else " (sampled: other random streams)")
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -169,6 +170,9 @@ def lm_eval_main() -> None:
 
     import lm_eval_trust.model_adapters.scripted  # noqa: F401  (registers trust-scripted)
     import lm_eval_trust.model_adapters.trust_hf  # noqa: F401  (registers trust-hf)
+
+    if importlib.util.find_spec("vllm") is not None:
+        import lm_eval_trust.model_adapters.trust_vllm  # noqa: F401  (registers trust-vllm)
     from lm_eval_trust.compression import CompressionError
     from lm_eval_trust.dimension import TaskConfigError
     from lm_eval_trust.model_adapters.embedded import ModelResolutionError
@@ -227,6 +231,7 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
   lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
   lm-eval-trust report RESULTS...          compare results against the dense baseline (tables, figures, CIs)
   lm-eval-trust rescore SAMPLES...         recompute trust scores from sample logs, without a model
+  lm-eval-trust vllm-env                   create the environment `--model trust-vllm` runs in
 """
 
 
@@ -239,6 +244,7 @@ SUBCOMMANDS = {
     "sweep": "lm_eval_trust.sweep:sweep_main",
     "report": "lm_eval_trust.report:report_main",
     "rescore": "lm_eval_trust.rescore:rescore_main",
+    "vllm-env": "lm_eval_trust.vllm_env:vllm_env_main",
 }
 
 
@@ -252,7 +258,21 @@ def main() -> None:
     if argv and argv[0] in SUBCOMMANDS:
         module, _, function = SUBCOMMANDS[argv[0]].partition(":")
         sys.exit(getattr(importlib.import_module(module), function)(argv[1:]))
+    if wants_vllm(argv) and importlib.util.find_spec("vllm") is None:
+        from lm_eval_trust import vllm_env
+
+        try:
+            vllm_env.hand_off(argv)
+        except vllm_env.VLLMEnvError as err:
+            print(f"lm-eval-trust: error: {err}", file=sys.stderr)
+            sys.exit(2)
     lm_eval_main()
+
+
+def wants_vllm(argv: list[str]) -> bool:
+    """`--model trust-vllm` (either spelling) on the command line."""
+    pairs = zip(argv, argv[1:], strict=False)
+    return "--model=trust-vllm" in argv or any(a == "--model" and b == "trust-vllm" for a, b in pairs)
 
 
 if __name__ == "__main__":

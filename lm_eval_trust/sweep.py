@@ -58,6 +58,7 @@ PAPER_GRID = (
     "wanda:2:4",
 )
 DONE_MARKER = "sweep_done.json"
+ENGINES = ("trust-hf", "trust-vllm")
 # Held in the output folder while a sweep runs; the owner file says which process holds it.
 LOCK_NAME = "sweep.lock"
 OWNER_NAME = "sweep.lock.owner.json"
@@ -103,7 +104,12 @@ def parse_settings(texts: list[str]) -> list[Setting]:
 
 
 def setting_command(
-    setting: Setting, base_args: dict, compress_args: dict, run_dir: Path, lm_eval_args: list[str]
+    setting: Setting,
+    base_args: dict,
+    compress_args: dict,
+    run_dir: Path,
+    lm_eval_args: list[str],
+    model: str = "trust-hf",
 ) -> list[str]:
     """The `lm-eval-trust run` command line of one setting."""
     shared = {} if setting.is_dense else args_for(setting.spec.compress, compress_args)
@@ -114,7 +120,7 @@ def setting_command(
         "lm_eval_trust.cli",
         "run",
         "--model",
-        "trust-hf",
+        model,
         "--model_args",
         format_model_args(args),
         "--output_path",
@@ -215,6 +221,7 @@ def run_sweep(
     output: Path,
     lm_eval_args: list[str],
     log=print,
+    model: str = "trust-hf",
 ) -> list[Path]:
     """Evaluate every setting not done yet; the run folders, in the order of `settings`."""
     started = time.monotonic()
@@ -222,7 +229,7 @@ def run_sweep(
     for index, setting in enumerate(settings, 1):
         run_dir = output / setting.name
         run_dir.mkdir(exist_ok=True)
-        command = setting_command(setting, base_args, compress_args, run_dir, lm_eval_args)
+        command = setting_command(setting, base_args, compress_args, run_dir, lm_eval_args, model)
         head = f"sweep [{index}/{len(settings)}] {setting.name}"
         folders.append(run_dir)
         if is_done(run_dir, command_key(command)):
@@ -243,6 +250,19 @@ def run_sweep(
         log(f"{head}: finished in {_clock(time.monotonic() - began)}")
     log(f"sweep: {len(settings)} settings evaluated in {_clock(time.monotonic() - started)} ({output})")
     return folders
+
+
+def check_vllm_env() -> None:
+    """`--model trust-vllm` needs vLLM here or the vLLM environment: said before any setting runs."""
+    import importlib.util
+
+    from lm_eval_trust import vllm_env
+
+    if importlib.util.find_spec("vllm") is None and not vllm_env.installed(vllm_env.location()):
+        raise SweepError(
+            f"--model trust-vllm runs in the vLLM environment, and there is none at {vllm_env.location()}; "
+            "create it with `lm-eval-trust vllm-env`"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="model_args added to every compressed setting, e.g. calib_dataset=self,calib_samples=16",
     )
+    parser.add_argument(
+        "--model",
+        choices=ENGINES,
+        default="trust-hf",
+        help="the model type every setting is evaluated with: trust-hf (transformers) or trust-vllm (vLLM, in "
+        "the environment `lm-eval-trust vllm-env` makes; compression still runs here)",
+    )
     parser.add_argument("--tasks", default="trust", help="lm-eval tasks, comma-separated (default: trust)")
     parser.add_argument(
         "--output_path", required=True, help="folder for every setting's results and the report"
@@ -283,9 +310,7 @@ def sweep_main(argv: list[str]) -> int:
     args, lm_eval_args = parser.parse_known_args(argv)
     try:
         forbidden = [
-            a
-            for a in lm_eval_args
-            if a.split("=")[0] in ("--model", "--output_path", "-o", "--use_cache", "-c")
+            a for a in lm_eval_args if a.split("=")[0] in ("--output_path", "-o", "--use_cache", "-c")
         ]
         if forbidden:
             raise SweepError(f"{forbidden[0]} is set by the sweep for each setting; drop it")
@@ -306,6 +331,8 @@ def sweep_main(argv: list[str]) -> int:
                 "(see --help)"
             )
         settings = parse_settings(args.settings)
+        if args.model == "trust-vllm":
+            check_vllm_env()
         output = Path(args.output_path)
         report_dir = Path(args.report_dir) if args.report_dir else output / "report"
         writable_folder(output, "--output_path")
@@ -321,7 +348,12 @@ def _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, re
     output = Path(args.output_path)
     try:
         folders = run_sweep(
-            settings, base_args, compress_args, output, ["--tasks", args.tasks, *lm_eval_args]
+            settings,
+            base_args,
+            compress_args,
+            output,
+            ["--tasks", args.tasks, *lm_eval_args],
+            model=args.model,
         )
     except SweepError as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)

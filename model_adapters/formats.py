@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
 
 from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.model_adapters.targets import target_linears
-from lm_eval_trust.workarounds import set_gptqmodel_cpu_workers
+from lm_eval_trust.workarounds import decompress_now, set_gptqmodel_cpu_workers
 
 # transformers 5 loads both GPTQ- and AWQ-format checkpoints through GPTQModel's kernels (AutoAWQ is
 # deprecated and does not support transformers 5); GPTQ also needs optimum.
@@ -62,30 +63,125 @@ def weight_statistics(model, group_size: int | None = 128) -> dict:
     inputs: at most 2**bits for a fake-quantized model, so `implied_bits` = ceil(log2(levels)).
     Packed (really quantized) layers have no dense weight and are counted in `packed_layers`.
     """
-    zeros = total = 0
-    levels = 0
+    tally = WeightTally(group_size)
     # GPTQ/AWQ kernels (GPTQModel) replace the Linear layers by modules holding a packed `qweight`.
     kernels = [m for _, m in model.named_modules() if hasattr(m, "qweight")]
-    packed = len(kernels)
-    with torch.no_grad():
-        for module in target_linears(model).values():
-            if any(module is k for k in kernels):
-                continue
-            weight = getattr(module, "weight", None)
-            if weight is None or weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-                packed += 1
-                continue
+    tally.packed = len(kernels)
+    for module in target_linears(model).values():
+        if not any(module is k for k in kernels):
+            tally.add(getattr(module, "weight", None))
+    return tally.result()
+
+
+# Tensor names of packed (really quantized) weights: compressed-tensors, GPTQ and AWQ formats.
+PACKED_TENSORS = ("weight_packed", "qweight")
+
+
+def checkpoint_statistics(path: Path, checkpoint_format: str) -> dict | None:
+    """`measured_weights` read from a checkpoint's safetensors files, one tensor at a time, for an
+    engine whose loaded weights this process cannot see (vLLM); None without safetensors files."""
+    from safetensors import safe_open
+
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        return None
+    linears: list[tuple[Path, str]] = []
+    packed = 0
+    sizes = set()
+    for file in files:
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                module, _, leaf = key.rpartition(".")
+                if module.endswith("lm_head") or "embed" in module or "norm" in module:
+                    continue
+                if leaf in PACKED_TENSORS:
+                    packed += 1
+                elif leaf == "weight" and len(f.get_slice(key).get_shape()) == 2:
+                    linears.append((file, key))
+                    sizes.add(f.get_slice(key).get_shape()[1])
+    group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
+    tally = WeightTally(group)
+    tally.packed = packed
+    for file, key in linears:
+        with safe_open(str(file), "pt") as f:
+            tally.add(f.get_tensor(key))
+    return {"checkpoint_format": checkpoint_format, **tally.result()}
+
+
+class WeightTally:
+    """Zeros and distinct values per group over dense weights; other weights count as packed."""
+
+    def __init__(self, group_size: int | None):
+        self.group_size = group_size
+        self.zeros = self.total = self.levels = self.packed = 0
+
+    def add(self, weight) -> None:
+        if weight is None or weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            self.packed += 1
+            return
+        with torch.no_grad():
             w = weight.detach().float()
-            zeros += int((w == 0).sum())
-            total += w.numel()
-            if group_size and w.shape[1] % group_size == 0:
-                groups = w.reshape(-1, group_size).sort(dim=-1).values
+            self.zeros += int((w == 0).sum())
+            self.total += w.numel()
+            if self.group_size and w.shape[1] % self.group_size == 0:
+                groups = w.reshape(-1, self.group_size).sort(dim=-1).values
                 distinct = (groups.diff(dim=-1) != 0).sum(dim=-1) + 1
-                levels = max(levels, int(distinct.max()))
-    return {
-        "sparsity": zeros / total if total else None,
-        "levels_per_group": levels or None,
-        "implied_bits": math.ceil(math.log2(levels)) if levels > 1 else None,
-        "group_size_checked": group_size,
-        "packed_layers": packed,
-    }
+                self.levels = max(self.levels, int(distinct.max()))
+
+    def result(self) -> dict:
+        levels = self.levels
+        return {
+            "sparsity": self.zeros / self.total if self.total else None,
+            "levels_per_group": levels or None,
+            "implied_bits": math.ceil(math.log2(levels)) if levels > 1 else None,
+            "group_size_checked": self.group_size,
+            "packed_layers": self.packed,
+        }
+
+
+def weight_only_quantized(path: Path) -> bool:
+    """A compressed-tensors checkpoint whose quantized weights meet unquantized activations (wNa16,
+    what our GPTQ and AWQ write)."""
+    quantization = json.loads((Path(path) / "config.json").read_text()).get("quantization_config") or {}
+    groups = (quantization.get("config_groups") or {}).values()
+    return any(g.get("weights") and not g.get("input_activations") for g in groups)
+
+
+def dequantized_copy(path: Path) -> Path:
+    """A dense float32 copy of a compressed-tensors checkpoint, made once in the user cache (keyed by
+    the weights hash), for an engine without a kernel for its packed weights. transformers
+    dequantizes as `trust-hf` does at load, so both compute with the same weights."""
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    from lm_eval_trust.atomic import atomic_path, clean_partials
+    from lm_eval_trust.data import cache_root
+    from lm_eval_trust.model_adapters.embedded import ModelResolutionError, check_checkpoint
+    from lm_eval_trust.model_adapters.identity import weights_sha256
+
+    target = cache_root() / "dequantized" / weights_sha256(Path(path))[:24]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_dir():
+            try:
+                check_checkpoint(target)
+                return target
+            except ModelResolutionError:
+                shutil.rmtree(target)
+        clean_partials(target)  # under the lock, partials are from runs killed part way
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, quantization_config=CompressedTensorsConfig(dequantize=True)
+        )
+        decompress_now(model)
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        expected = dense.state_dict()
+        # Scales, zero points and shapes stay behind as parameters; the dense model has none of them.
+        dense.load_state_dict({k: v for k, v in model.state_dict().items() if k in expected}, strict=True)
+        with atomic_path(target, directory=True) as tmp:
+            dense.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+    return target

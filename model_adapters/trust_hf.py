@@ -12,7 +12,6 @@ are seeded from the run's seed (`--seed`), recorded as `sampling_seed`. Generati
 from __future__ import annotations
 
 import logging
-import sqlite3
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from lm_eval_trust.model_adapters.formats import check_backend, detect_format, m
 from lm_eval_trust.model_adapters.generation import SharedGeneration
 from lm_eval_trust.model_adapters.identity import fingerprint, model_identity, weights_sha256
 from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
+from lm_eval_trust.model_adapters.response_cache import ModelTable
 from lm_eval_trust.workarounds import decompress_now, load_dtype
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ def compress_base(base: str, spec: CompressionSpec, save_dir: str | None = None)
 
 
 @register_model("trust-hf")
-class TrustHFLM(SharedGeneration, HFLM):
+class TrustHFLM(ModelTable, SharedGeneration, HFLM):
+    table_prefix = "trust_hf"
+
     def __init__(
         self,
         pretrained: str,
@@ -72,52 +74,6 @@ class TrustHFLM(SharedGeneration, HFLM):
         use_grouped_sdpa(self._model)
         self._prefixes = PrefixCache()
         self.fingerprint = fingerprint(self.identity)
-
-    def set_cache_hook(self, cache_hook) -> None:
-        """Point lm-eval's response cache at this model's own table in the same sqlite file.
-
-        lm-eval 0.4.13's `CachingLM` keys a response by `hash_args(request type, args)`, nothing of
-        the model, so without this two models sharing a `--use_cache` file read each other's
-        answers. It sets the table on lm-eval's `SqliteDict` (`tablename`, `conn`), its internals.
-        Rows a killed run left unreadable are dropped here (they are computed again): `CachingLM`
-        would fail on the first one it reads.
-        """
-        db = getattr(cache_hook, "dbdict", None)
-        if db is not None:
-            db.tablename = f"trust_hf_{self.fingerprint}"
-            try:
-                db.conn.execute(
-                    f'CREATE TABLE IF NOT EXISTS "{db.tablename}" (key TEXT PRIMARY KEY, value BLOB)'
-                )
-                dropped = self._drop_undecodable(db)
-                db.commit()
-            except sqlite3.DatabaseError as err:
-                raise sqlite3.DatabaseError(
-                    f"--use_cache file {db.filename} is damaged ({err}); move it aside or delete it and "
-                    "run again: it only holds cached answers, which are then computed again"
-                ) from err
-            if dropped:
-                log.warning(
-                    "Response cache %s: dropped %d unreadable rows of table %s; they are computed again",
-                    db.filename,
-                    dropped,
-                    db.tablename,
-                )
-            log.info("Response cache %s: table %s for this model", db.filename, db.tablename)
-        super().set_cache_hook(cache_hook)
-
-    @staticmethod
-    def _drop_undecodable(db) -> int:
-        """Delete the rows of `db`'s table that its `decode` cannot read; how many there were."""
-        bad = []
-        for key, value in db.conn.select(f'SELECT key, value FROM "{db.tablename}"'):
-            try:
-                db.decode(value)
-            except Exception:  # any failure to unpickle makes the row unusable
-                bad.append(key)
-        for key in bad:
-            db.conn.execute(f'DELETE FROM "{db.tablename}" WHERE key = ?', (key,))
-        return len(bad)
 
     def _detect_batch_size(self, requests=None, pos: int = 0):
         """On CPU, computed from free memory (see `batching.cpu_batch_size`); elsewhere lm-eval's probe.

@@ -175,3 +175,13 @@ def test_sweep_is_killed_mid_run_and_resumes_without_recomputing(
     assert "dense" in text and "magnitude" in text
     for figure in ("radar.png", "compression.png"):
         assert (report / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_on_vllm_without_its_environment_says_how_to_make_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LM_EVAL_TRUST_VLLM_ENV", str(tmp_path / "no-env"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "vllm" else object())
+    argv = ["--model", "trust-vllm", "--model_args", "pretrained=m", "--output_path", str(tmp_path / "out")]
+    assert sweep_main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "no-env") in err and "lm-eval-trust vllm-env" in err
+    assert not (tmp_path / "out").exists()  # refused before any work

