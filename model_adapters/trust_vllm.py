@@ -101,6 +101,9 @@ def cpu_defaults(kwargs: dict) -> None:
     free_gib = psutil.virtual_memory().available / 2**30
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, min(CPU_KV_CACHE_GIB_MAX, int(free_gib / 4)))))
     kwargs.setdefault("enforce_eager", True)
+    # A prompt split across engine steps (chunked prefill) rewinds its sample generator's offset,
+    # which CPU generators lack ("CPU Generator does not use offset"): every seeded request failed.
+    kwargs.setdefault("enable_chunked_prefill", False)
     if int(kwargs.get("tensor_parallel_size", 1)) == 1:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs.setdefault("distributed_executor_backend", "uni")
@@ -156,6 +159,7 @@ class TrustVLLM(ModelTable, VLLM):
             "tensor_parallel_size": self.tensor_parallel_size,
             "data_parallel_size": self.data_parallel_size,
             "enforce_eager": kwargs.get("enforce_eager", False),
+            "enable_chunked_prefill": kwargs.get("enable_chunked_prefill", True),
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
 
