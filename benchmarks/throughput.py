@@ -8,7 +8,8 @@ builds them with the chat template), four ways to generate the same answers:
   (b) stock lm-eval `hf` with `repeats` and `--batch_size auto`;
   (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/generation.py`);
   (d) `trust-vllm` with `--batch_size auto`, in the vLLM environment (`lm-eval-trust vllm-env`), as a
-      second process started after (a)-(c) finish; its engine start is timed apart.
+      second process started after (a)-(c) finish, once for each `--vllm_dtype`; its engine start is
+      timed apart.
 
 Tokens are counted on the answers (re-tokenized), so the three are measured on the same unit.
 Work tokens are the distinct prompts' tokens plus the answers' tokens, what (a) computes: on CPU,
@@ -158,9 +159,12 @@ def vllm_worker(args) -> None:
 
     start = time.perf_counter()
     lm = TrustVLLM(
-        pretrained=args.model, batch_size="auto", **({} if args.eager else {"enforce_eager": False})
+        pretrained=args.model,
+        batch_size="auto",
+        dtype=args.vllm_dtype[0],
+        **({} if args.eager else {"enforce_eager": False}),
     )
-    figures = {"engine_start_s": time.perf_counter() - start}
+    figures = {"engine_start_s": time.perf_counter() - start, "dtype": lm.identity["dtype"]}
     requests = build_requests(lm, args.docs, args.samples, args.max_gen_toks, args.scenarios, args.dimensions)
     for label, subset in split(requests).items():
         start = time.perf_counter()
@@ -169,12 +173,12 @@ def vllm_worker(args) -> None:
     print(MARK + json.dumps(figures), flush=True)
 
 
-def run_vllm_worker(argv: list[str]) -> dict:
-    """Start `vllm_worker` in the vLLM environment with this run's arguments; its figures."""
+def run_vllm_worker(argv: list[str], dtype: str) -> dict:
+    """Start `vllm_worker` in the vLLM environment with this run's arguments and `dtype`; its figures."""
     env = vllm_env.location()
     if not vllm_env.installed(env):
         raise SystemExit(f"(d) needs the vLLM environment at {env}: create it with `lm-eval-trust vllm-env`")
-    command = [str(vllm_env.python_in(env)), __file__, *argv, "--worker"]
+    command = [str(vllm_env.python_in(env)), __file__, *argv, "--vllm_dtype", dtype, "--worker"]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     (line,) = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
     return json.loads(line[len(MARK) :])
@@ -265,10 +269,14 @@ def main(argv=None) -> None:
     parser.add_argument("--max_gen_toks", type=int, default=32, help="cap on new tokens per answer")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--device", default="cpu", help="where (a)-(c) run (vLLM picks its own)")
+    parser.add_argument("--hf_dtype", default="auto", help="dtype of (a)-(c) (auto: float32 on CPU)")
     parser.add_argument("--skip_stock", action="store_true", help="leave out (b)")
     parser.add_argument("--skip_vllm", action="store_true", help="leave out (d)")
     parser.add_argument(
         "--eager", action=argparse.BooleanOptionalAction, default=True, help="(d) without torch.compile"
+    )
+    parser.add_argument(
+        "--vllm_dtype", nargs="+", default=["auto"], help="(d) once for each dtype given (default auto)"
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -291,7 +299,7 @@ def main(argv=None) -> None:
     from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 
     path = embedded.resolve(args.model)
-    ours = TrustHFLM(pretrained=args.model, device=args.device, batch_size="auto")
+    ours = TrustHFLM(pretrained=args.model, device=args.device, batch_size="auto", dtype=args.hf_dtype)
     if args.full_bound:
         full_bound(ours, args.dimensions)
         return
@@ -314,7 +322,9 @@ def main(argv=None) -> None:
         # Stock `auto` on CPU probes 5 forward passes of max_batch_size x max_length tokens before
         # generating (see `TrustHFLM._detect_batch_size`); (b) runs at the size that probe settles
         # on when nothing runs out of memory, max_batch_size, and the probe's cost is estimated.
-        stock = HFLM(pretrained=path, device=args.device, dtype="float32", batch_size=ours.max_batch_size)
+        stock = HFLM(
+            pretrained=path, device=args.device, dtype=ours.identity["dtype"], batch_size=ours.max_batch_size
+        )
         probe_tokens = 5 * ours.max_batch_size * (longest + args.max_gen_toks)
         ways["(b) lm-eval hf, batch_size auto"] = lambda reqs: stock.generate_until(reqs, disable_tqdm=True)
     ways["(c) trust-hf"] = lambda reqs: ours.generate_until(reqs, disable_tqdm=True)
@@ -329,14 +339,15 @@ def main(argv=None) -> None:
         )
         totals[label] = total
         figures[label] = {name: measure(name, run, subset, count_tokens, total) for name, run in ways.items()}
-    if not args.skip_vllm:
-        worker = run_vllm_worker([a for a in (sys.argv[1:] if argv is None else argv)])
-        print(f"(d) engine start (not timed below): {worker['engine_start_s']:.1f} s")
+    for dtype in [] if args.skip_vllm else args.vllm_dtype:
+        worker = run_vllm_worker(list(sys.argv[1:] if argv is None else argv), dtype)
+        name = VLLM if dtype == "auto" else f"{VLLM} {dtype}"
+        print(f"{name} engine start (not timed below): {worker['engine_start_s']:.1f} s")
         for label in subsets:
             d = worker[label]
-            figures[label][VLLM] = report(
-                f"{VLLM} [{label}]", d["answers"], d["seconds"], count_tokens, totals[label]
-            )
+            figures[label][name] = report(
+                f"{name} [{label}]", d["answers"], d["seconds"], count_tokens, totals[label]
+            ) | {"dtype": worker["dtype"]}
     memory_bound, compute_bound = ceilings(ours.model, batch=32, length=256)
     generation_bound = generation_ceiling(ours.model, 64, args.max_gen_toks, ours.tokenizer.pad_token_id)
     print(
@@ -349,21 +360,33 @@ def main(argv=None) -> None:
         )
     for label, result in figures.items():
         a, c = result["(a) DecodingTrust loop"], result["(c) trust-hf"]
-        line = f"{label}: (c)/(a) {c['tok_s'] / a['tok_s']:.2f}x (prefill bound {bounds[label]:.2f}x)"
+        # Greedy work is the prompts (answers may differ in length between dtypes); sampled, the answers.
+        unit = "work_s" if label == "greedy" else "tok_s"
+        line = (
+            f"{label} ({'work' if label == 'greedy' else 'answer'} tok/s): (c)/(a) {c[unit] / a[unit]:.2f}x"
+        )
+        line += f" (prefill bound {bounds[label]:.2f}x)"
         if "(b) lm-eval hf, batch_size auto" in result:
-            line += f", (c)/(b) {c['tok_s'] / result['(b) lm-eval hf, batch_size auto']['tok_s']:.2f}x"
+            line += f", (c)/(b) {c[unit] / result['(b) lm-eval hf, batch_size auto'][unit]:.2f}x"
         print(
             f"{line}; work tok/s against the 32x256 forward: (a) {a['work_s'] / compute_bound:.1%}, "
             f"(c) {c['work_s'] / compute_bound:.1%}; answer tok/s against the 64-row generation: "
             f"(c) {c['tok_s'] / generation_bound:.1%}"
         )
-        if VLLM in result:
-            d = result[VLLM]
+        for name, d in result.items():
+            if not name.startswith(VLLM):
+                continue
             same = sum(x == y for x, y in zip(d["answers"], c["answers"], strict=True))
             print(
-                f"{label}: (d)/(c) {d['tok_s'] / c['tok_s']:.2f}x, (d)/(a) {d['tok_s'] / a['tok_s']:.2f}x; "
-                f"(d) answers equal to (c)'s: {same} of {len(c['answers'])}"
-                + (" (greedy: should be all)" if label == "greedy" else " (sampled: other random streams)")
+                f"{label}: {name} / (c) {d[unit] / c[unit]:.2f}x, / (a) {d[unit] / a[unit]:.2f}x; "
+                f"answers equal to (c)'s: {same} of {len(c['answers'])}"
+                + (
+                    " (sampled: other random streams)"
+                    if label == "sampled"
+                    else " (greedy, both float32: should be all)"
+                    if d["dtype"] == ours.identity["dtype"] == "float32"
+                    else f" (greedy, {d['dtype']} against {ours.identity['dtype']})"
+                )
             )
 
 

@@ -12,6 +12,7 @@ settings that work.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from vllm import SamplingParams
 from lm_eval_trust import vllm_env
 from lm_eval_trust.compression import CompressionError, CompressionSpec, format_model_args
 from lm_eval_trust.dimension import TaskConfigError
-from lm_eval_trust.model_adapters import embedded
+from lm_eval_trust.model_adapters import batch_invariant, embedded
 from lm_eval_trust.model_adapters.batching import check_batch_size
 from lm_eval_trust.model_adapters.formats import (
     checkpoint_statistics,
@@ -48,12 +49,21 @@ log = logging.getLogger(__name__)
 # machine) and sizes its key/value cache from VLLM_CPU_KVCACHE_SPACE (GiB).
 CPU_RESERVED_CORES = "0"
 CPU_KV_CACHE_GIB_MAX = 4
+# Its prefix cache shares whole key/value blocks only, and its CPU default block is 128 tokens: the 25
+# samples of a 39-244-token prompt shared at most one block and recomputed the rest. 32 is the
+# smallest block its CPU attention takes.
+CPU_BLOCK_SIZE = 32
 # vllm-cpu 0.32.0 builds its weight-only int4/int8 kernel (`cpu_gemm_wna16`) for AVX-512 only.
 NO_WNA16_KERNEL = (
     "vllm-cpu has no kernel for weight-only quantized checkpoints on a CPU without AVX-512 (this one), "
     "so the weights are dequantized once, as trust-hf does at load"
 )
-CPU_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING")
+CPU_VARIABLES = (
+    "VLLM_CPU_NUM_OF_RESERVED_CPU",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CPU_ATTN_SPLIT_KV",
+    "VLLM_ENABLE_V1_MULTIPROCESSING",
+)
 
 
 class PromptTooLongError(TaskConfigError):
@@ -100,7 +110,11 @@ def cpu_defaults(kwargs: dict) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", CPU_RESERVED_CORES)
     free_gib = psutil.virtual_memory().available / 2**30
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, min(CPU_KV_CACHE_GIB_MAX, int(free_gib / 4)))))
+    # With few sequences running, its attention splits a sequence's keys across threads, which
+    # changes the order of its sums with the batch: a seeded sample of a GPTQ model in bfloat16 did.
+    os.environ.setdefault("VLLM_CPU_ATTN_SPLIT_KV", "0")
     kwargs.setdefault("enforce_eager", True)
+    kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
     # A prompt split across engine steps (chunked prefill) rewinds its sample generator's offset,
     # which CPU generators lack ("CPU Generator does not use offset"): every seeded request failed.
     kwargs.setdefault("enable_chunked_prefill", False)
@@ -149,6 +163,7 @@ class TrustVLLM(ModelTable, VLLM):
         dtype = engine_dtype(dtype, detect_format(serve), on_cpu)
         kwargs.pop("device", None)  # vLLM picks its device; CUDA_VISIBLE_DEVICES selects GPUs
         super().__init__(pretrained=serve, dtype=dtype, **kwargs)
+        self.linear_rows = self._batch_invariant_linears(dtype) if on_cpu and dtype != "float32" else None
         self.identity = model_identity(
             resolved, self.alias, dtype, kwargs, self._config, kwargs.get("revision")
         )
@@ -160,6 +175,8 @@ class TrustVLLM(ModelTable, VLLM):
             "data_parallel_size": self.data_parallel_size,
             "enforce_eager": kwargs.get("enforce_eager", False),
             "enable_chunked_prefill": kwargs.get("enable_chunked_prefill", True),
+            "block_size": kwargs.get("block_size", "vLLM's default"),
+            "linear_rows_per_call": self.linear_rows,
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
 
@@ -220,6 +237,29 @@ class TrustVLLM(ModelTable, VLLM):
             store.commit()
         pbar.close()
         return results
+
+    def _batch_invariant_linears(self, dtype: str) -> int | None:
+        """On CPU, half-precision linear layers on at most `batch_invariant.ROWS` rows a call, checked
+        on this CPU, so that a sample does not depend on the batch (`batch_invariant`)."""
+        if self.model is None:  # data_parallel_size > 1: lm-eval makes the engines later, elsewhere
+            raise TaskConfigError(
+                f"dtype={dtype} with data_parallel_size={self.data_parallel_size} on CPU: trust-vllm "
+                "can make half-precision linear layers batch-invariant in one engine only; give "
+                "data_parallel_size=1 or dtype=float32"
+            )
+        engine_dtype = self.model.llm_engine.vllm_config.model_config.dtype
+        if engine_dtype == torch.float32:
+            return None
+        check = functools.partial(batch_invariant.chunk_rows, dtype=engine_dtype)
+        failing = [name for names in self.model.apply_model(check) for name in names]
+        if failing:
+            raise TaskConfigError(
+                f"dtype={dtype} on this CPU: linear layer {failing[0]}"
+                + (f" and {len(failing) - 1} more" if len(failing) > 1 else "")
+                + f" give a row another result when other rows share the call, even {batch_invariant.ROWS}"
+                " rows at a time, so seeded samples would depend on the batch; give dtype=float32"
+            )
+        return batch_invariant.ROWS
 
     def _check_fits(self, req, prompt_tokens: int, max_gen_toks: int) -> None:
         if prompt_tokens + max_gen_toks <= self.max_length:

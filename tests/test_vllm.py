@@ -99,6 +99,25 @@ def test_samples_do_not_depend_on_batch_size(vllm_auto, run):
     assert vllm_auto[0]["config"]["sampling_seed"] == 1234
 
 
+def test_bfloat16_samples_do_not_depend_on_batch_size(run):
+    """vLLM's CPU linear kernels change with the call's row count in bfloat16; trust-vllm calls them
+    on fixed row counts, checked at start (`batch_invariant`), or refuses the engine."""
+    # 60 sampled requests: decoding steps of up to 60 rows at auto, at most 4 at --batch_size 4.
+    args = ("--tasks", "trust_toxicity", "--limit", "6", "--metadata", '{"n_samples": 10}')
+    args += ("--gen_kwargs", "max_gen_toks=24", *COMMON)
+    model = ("--model", "trust-vllm", "--model_args", f"{EMBEDDED},dtype=bfloat16")
+    try:
+        results, auto = run("vllm_bf16_auto", *model, "--batch_size", "auto", *args)
+    except AssertionError as refused:  # this CPU's kernels mix rows even in fixed-size calls
+        assert "so seeded samples would depend on the batch; give dtype=float32" in str(refused)
+        return
+    _, four = run("vllm_bf16_batch4", *model, "--batch_size", "4", *args)
+    config = results["config"]
+    assert config["dtype"] == "bfloat16" and config["engine_settings"]["linear_rows_per_call"] == 32
+    assert by_doc(auto, "toxicity") == by_doc(four, "toxicity")
+    assert sum(len(set(s)) for s in by_doc(auto, "toxicity").values()) > 6  # sampled, not greedy
+
+
 def test_prompt_longer_than_context_names_the_document(run):
     proc = run(
         "vllm_too_long",
