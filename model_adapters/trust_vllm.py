@@ -239,7 +239,7 @@ class TrustVLLM(ModelTable, VLLM):
         return results
 
     def _batch_invariant_linears(self, dtype: str) -> int | None:
-        """On CPU, half-precision linear layers on at most `batch_invariant.ROWS` rows a call, checked
+        """On CPU, half-precision linear layers on exactly `batch_invariant.ROWS` rows a call, checked
         on this CPU, so that a sample does not depend on the batch (`batch_invariant`)."""
         if self.model is None:  # data_parallel_size > 1: lm-eval makes the engines later, elsewhere
             raise TaskConfigError(
@@ -247,16 +247,16 @@ class TrustVLLM(ModelTable, VLLM):
                 "can make half-precision linear layers batch-invariant in one engine only; give "
                 "data_parallel_size=1 or dtype=float32"
             )
-        engine_dtype = self.model.llm_engine.vllm_config.model_config.dtype
-        if engine_dtype == torch.float32:
+        computes_in = self.model.llm_engine.vllm_config.model_config.dtype
+        if computes_in == torch.float32:
             return None
-        check = functools.partial(batch_invariant.chunk_rows, dtype=engine_dtype)
+        check = functools.partial(batch_invariant.chunk_rows, dtype=computes_in)
         failing = [name for names in self.model.apply_model(check) for name in names]
         if failing:
             raise TaskConfigError(
                 f"dtype={dtype} on this CPU: linear layer {failing[0]}"
-                + (f" and {len(failing) - 1} more" if len(failing) > 1 else "")
-                + f" give a row another result when other rows share the call, even {batch_invariant.ROWS}"
+                + (f" (and {len(failing) - 1} more)" if len(failing) > 1 else "")
+                + f" gives a row another result when other rows share the call, even {batch_invariant.ROWS}"
                 " rows at a time, so seeded samples would depend on the batch; give dtype=float32"
             )
         return batch_invariant.ROWS
