@@ -31,7 +31,7 @@ from vllm import SamplingParams
 from lm_eval_trust import vllm_env
 from lm_eval_trust.compression import CompressionError, CompressionSpec, format_model_args
 from lm_eval_trust.dimension import TaskConfigError
-from lm_eval_trust.model_adapters import batch_invariant, embedded
+from lm_eval_trust.model_adapters import batch_invariant, cpu_kernels, embedded
 from lm_eval_trust.model_adapters.batching import check_batch_size
 from lm_eval_trust.model_adapters.formats import (
     checkpoint_statistics,
@@ -163,7 +163,7 @@ class TrustVLLM(ModelTable, VLLM):
         dtype = engine_dtype(dtype, detect_format(serve), on_cpu)
         kwargs.pop("device", None)  # vLLM picks its device; CUDA_VISIBLE_DEVICES selects GPUs
         super().__init__(pretrained=serve, dtype=dtype, **kwargs)
-        self.linear_rows = self._batch_invariant_linears(dtype) if on_cpu and dtype != "float32" else None
+        half = self._half_precision_on_cpu(dtype) if on_cpu and dtype != "float32" else {}
         self.identity = model_identity(
             resolved, self.alias, dtype, kwargs, self._config, kwargs.get("revision")
         )
@@ -176,7 +176,8 @@ class TrustVLLM(ModelTable, VLLM):
             "enforce_eager": kwargs.get("enforce_eager", False),
             "enable_chunked_prefill": kwargs.get("enable_chunked_prefill", True),
             "block_size": kwargs.get("block_size", "vLLM's default"),
-            "linear_rows_per_call": self.linear_rows,
+            "linear_rows_per_call": half.get("linear_rows_per_call"),
+            "cpu_kernels": half.get("cpu_kernels"),
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
 
@@ -238,28 +239,36 @@ class TrustVLLM(ModelTable, VLLM):
         pbar.close()
         return results
 
-    def _batch_invariant_linears(self, dtype: str) -> int | None:
-        """On CPU, half-precision linear layers on exactly `batch_invariant.ROWS` rows a call, checked
-        on this CPU, so that a sample does not depend on the batch (`batch_invariant`)."""
+    def _half_precision_on_cpu(self, dtype: str) -> dict:
+        """On CPU, half-precision linear layers on calls of fixed sizes, checked on this CPU, so that a
+        sample does not depend on the batch (`batch_invariant`), and vLLM's compiled kernels for
+        RMSNorm and SiLU where they pass the same check (`cpu_kernels`). What was set, for
+        engine_settings."""
         if self.model is None:  # data_parallel_size > 1: lm-eval makes the engines later, elsewhere
             raise TaskConfigError(
                 f"dtype={dtype} with data_parallel_size={self.data_parallel_size} on CPU: trust-vllm "
                 "can make half-precision linear layers batch-invariant in one engine only; give "
                 "data_parallel_size=1 or dtype=float32"
             )
-        computes_in = self.model.llm_engine.vllm_config.model_config.dtype
+        config = self.model.llm_engine.vllm_config
+        computes_in = config.model_config.dtype
         if computes_in == torch.float32:
-            return None
-        check = functools.partial(batch_invariant.chunk_rows, dtype=computes_in)
-        failing = [name for names in self.model.apply_model(check) for name in names]
-        if failing:
+            return {}
+        check = functools.partial(
+            batch_invariant.chunk_rows, dtype=computes_in, head_rows=config.scheduler_config.max_num_seqs
+        )
+        (found,) = self.model.apply_model(check)
+        if failing := found["failing"]:
             raise TaskConfigError(
                 f"dtype={dtype} on this CPU: linear layer {failing[0]}"
                 + (f" (and {len(failing) - 1} more)" if len(failing) > 1 else "")
                 + f" gives a row another result when other rows share the call, even {batch_invariant.ROWS}"
                 " rows at a time, so seeded samples would depend on the batch; give dtype=float32"
             )
-        return batch_invariant.ROWS
+        kernels = functools.partial(cpu_kernels.use_kernels, dtype=computes_in)
+        (used,) = self.model.apply_model(kernels)
+        rows = {str(size): layers for size, layers in found["layers_by_rows_per_call"].items()}  # as JSON
+        return {"linear_rows_per_call": rows, "cpu_kernels": used}
 
     def _check_fits(self, req, prompt_tokens: int, max_gen_toks: int) -> None:
         if prompt_tokens + max_gen_toks <= self.max_length:

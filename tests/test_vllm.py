@@ -4,12 +4,15 @@ Each run starts an engine (about 30 s here), so the runs are module fixtures sha
 Runs start from our environment's CLI, which hands them to the vLLM one, as a user's would.
 """
 
+import json
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from lm_eval_trust import vllm_env
-from tests.conftest import build_tiny_chat_model, read_results, run_script
+from tests.conftest import build_tiny_chat_model, cli_env, read_results, run_script
 
 EMBEDDED = "pretrained=smollm2-135m-instruct"
 COMMON = ("--apply_chat_template", "--log_samples")
@@ -101,7 +104,8 @@ def test_samples_do_not_depend_on_batch_size(vllm_auto, run):
 
 def test_bfloat16_samples_do_not_depend_on_batch_size(run):
     """vLLM's CPU linear kernels change with the call's row count in bfloat16; trust-vllm calls them
-    on fixed row counts, checked at start (`batch_invariant`), or refuses the engine."""
+    on fixed row counts, checked at start (`batch_invariant`), or refuses the engine. The steps that
+    read the prompts take the larger sizes, the decoding steps 32-row calls."""
     # 60 sampled requests: decoding steps of up to 60 rows at auto, at most 4 at --batch_size 4.
     args = ("--tasks", "trust_toxicity", "--limit", "6", "--metadata", '{"n_samples": 10}')
     args += ("--gen_kwargs", "max_gen_toks=24", *COMMON)
@@ -112,10 +116,38 @@ def test_bfloat16_samples_do_not_depend_on_batch_size(run):
         assert "so seeded samples would depend on the batch; give dtype=float32" in str(refused)
         return
     _, four = run("vllm_bf16_batch4", *model, "--batch_size", "4", *args)
-    config = results["config"]
-    assert config["dtype"] == "bfloat16" and config["engine_settings"]["linear_rows_per_call"] == 32
+    config, settings = results["config"], results["config"]["engine_settings"]
+    assert config["dtype"] == "bfloat16" and "32" in settings["linear_rows_per_call"]
+    kernels = settings["cpu_kernels"]  # vLLM's RMSNorm kernels where they pass the same check
+    assert kernels["rms_norm_layers"] > 0 or kernels["kept_vllm_ops_at_width"]
     assert by_doc(auto, "toxicity") == by_doc(four, "toxicity")
     assert sum(len(set(s)) for s in by_doc(auto, "toxicity").values()) > 6  # sampled, not greedy
+
+
+def test_bfloat16_logprobs_of_a_prompt_do_not_depend_on_what_shares_its_steps(
+    vllm_ready, shared_data, trust_cache
+):
+    """Finer than samples: a prompt's greedy log-probabilities, read alone and first in engine steps
+    of 64-4,096 prompt tokens (each layer's larger call sizes, or its 32-row calls), are equal. A
+    size taken without its check (512 rows, which two layers of the embedded model fail on the AMX
+    CPU) changed the 512-token case."""
+    script = Path(__file__).with_name("vllm_logprobs.py")
+    proc = subprocess.run(
+        [str(vllm_env.python_in(vllm_env.location())), str(script), "smollm2-135m-instruct", "bfloat16"],
+        env=cli_env(shared_data, trust_cache),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if "so seeded samples would depend on the batch; give dtype=float32" in proc.stderr:
+        return  # this CPU's kernels mix rows even in fixed-size calls: the engine is refused
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("LOGPROBS ")]
+    found = json.loads(line.removeprefix("LOGPROBS "))
+    alone = found.pop("alone")
+    assert len(alone) == 8 and {rows: steps == alone for rows, steps in found.items()} == dict.fromkeys(
+        found, True
+    )
 
 
 def test_prompt_longer_than_context_names_the_document(run):
