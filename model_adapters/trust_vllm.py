@@ -123,6 +123,11 @@ def cpu_defaults(kwargs: dict) -> None:
         kwargs.setdefault("distributed_executor_backend", "uni")
 
 
+def one_or_each(records: list):
+    """The workers' common record, or each worker's where they differ."""
+    return records[0] if all(r == records[0] for r in records) else records
+
+
 def engine_dtype(dtype: str, checkpoint_format: str, on_cpu: bool) -> str:
     """On CPU, `auto` is float32 (as `trust-hf`: fast without native bf16, and its greedy answers
     are `trust-hf`'s), but bfloat16 for compressed-tensors checkpoints, whose int4 kernel
@@ -241,9 +246,9 @@ class TrustVLLM(ModelTable, VLLM):
 
     def _half_precision_on_cpu(self, dtype: str) -> dict:
         """On CPU, half-precision linear layers on calls of fixed sizes, checked on this CPU, so that a
-        sample does not depend on the batch (`batch_invariant`), and vLLM's compiled kernels for
-        RMSNorm and SiLU where they pass the same check (`cpu_kernels`). What was set, for
-        engine_settings."""
+        sample does not depend on the batch (`batch_invariant`), and vLLM's compiled RMSNorm kernels
+        where they pass the same check (`cpu_kernels`). What was set, for engine_settings (one
+        record, or one a worker where tensor-parallel workers' differ)."""
         if self.model is None:  # data_parallel_size > 1: lm-eval makes the engines later, elsewhere
             raise TaskConfigError(
                 f"dtype={dtype} with data_parallel_size={self.data_parallel_size} on CPU: trust-vllm "
@@ -257,18 +262,18 @@ class TrustVLLM(ModelTable, VLLM):
         check = functools.partial(
             batch_invariant.chunk_rows, dtype=computes_in, head_rows=config.scheduler_config.max_num_seqs
         )
-        (found,) = self.model.apply_model(check)
-        if failing := found["failing"]:
+        found = self.model.apply_model(check)  # one result a worker
+        if failing := [name for worker in found for name in worker["failing"]]:
             raise TaskConfigError(
                 f"dtype={dtype} on this CPU: linear layer {failing[0]}"
                 + (f" (and {len(failing) - 1} more)" if len(failing) > 1 else "")
                 + f" gives a row another result when other rows share the call, even {batch_invariant.ROWS}"
                 " rows at a time, so seeded samples would depend on the batch; give dtype=float32"
             )
-        kernels = functools.partial(cpu_kernels.use_kernels, dtype=computes_in)
-        (used,) = self.model.apply_model(kernels)
-        rows = {str(size): layers for size, layers in found["layers_by_rows_per_call"].items()}  # as JSON
-        return {"linear_rows_per_call": rows, "cpu_kernels": used}
+        used = self.model.apply_model(functools.partial(cpu_kernels.use_kernels, dtype=computes_in))
+        # Sizes as strings, as JSON writes them.
+        rows = [{str(k): n for k, n in worker["layers_by_rows_per_call"].items()} for worker in found]
+        return {"linear_rows_per_call": one_or_each(rows), "cpu_kernels": one_or_each(used)}
 
     def _check_fits(self, req, prompt_tokens: int, max_gen_toks: int) -> None:
         if prompt_tokens + max_gen_toks <= self.max_length:
