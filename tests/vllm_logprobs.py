@@ -1,5 +1,5 @@
 """Run in the vLLM environment by tests/test_vllm.py: one prompt's greedy log-probabilities from a
-`trust-vllm` engine, computed alone and again beside longer prompts, printed as JSON."""
+`trust-vllm` engine, computed alone and again beside another prompt, printed as JSON."""
 
 import json
 import sys
