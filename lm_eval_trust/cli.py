@@ -99,41 +99,6 @@ def data_main(argv: list[str]) -> int:
     return 1 if report.mismatched else 0
 
 
-def scorer_agreement_main(argv: list[str]) -> int:
-    """Agreement of a toxicity scorer with Perspective's labels on DecodingTrust's RTP rows."""
-    from lm_eval_trust.scoring import toxicity
-
-    parser = argparse.ArgumentParser(
-        prog="lm-eval-trust scorer-agreement",
-        description="Measure a toxicity scorer against Perspective's own toxicity labels of the "
-        "RealToxicityPrompts rows (prompt and continuation texts) in DecodingTrust's toxicity data.",
-    )
-    parser.add_argument("--scorer", default="offline", choices=toxicity.SCORERS)
-    parser.add_argument("--data_dir", help="data root (default: $TRUST_DATA_DIR, else the user cache)")
-    parser.add_argument("--scorer_path", help="local checkpoint for the detoxify scorer")
-    args = parser.parse_args(argv)
-    try:
-        data = trust_data.DataRoot(args.data_dir, origin="--data_dir")
-        scorer = toxicity.get_scorer(args.scorer, {"toxicity_scorer_path": args.scorer_path}, data)
-        records = toxicity.rtp_records(data)
-    except (trust_data.DataError, toxicity.ScorerError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    sets = {"all": records}
-    if args.scorer == "offline":
-        # The offline scorer was fitted on one half (seeded split); only the other half is a fair test.
-        sets = {"held-out half (not used in fitting)": toxicity.split_records(records)[1], "all": records}
-    print(f"scorer {scorer.name} {scorer.version} vs Perspective toxicity labels")
-    for name, subset in sets.items():
-        texts, labels = toxicity.labelled_texts(subset)
-        figures = toxicity.agreement(scorer.score(texts), labels)
-        print(
-            f"  {name}: n={figures['n']} spearman={figures['spearman']:.3f} "
-            f"pearson={figures['pearson']:.3f} auroc@0.5={figures['auroc']:.3f}"
-        )
-    return 0
-
-
 def compress_main(argv: list[str]) -> int:
     """Make (or find in the cache) a compressed checkpoint without evaluating it."""
     from lm_eval_trust.compression import CompressionError, CompressionSpec, parse_model_args
@@ -192,7 +157,8 @@ def lm_eval_main() -> None:
         redactor.add(secret_values(options if isinstance(options, dict) else {}))
     try:
         preflight.check(args)
-    except preflight.PreflightError as err:
+        preflight.prepare(args)
+    except (preflight.PreflightError, trust_data.DataError, ScorerError) as err:
         print(f"lm-eval-trust: error: {err}", file=sys.stderr)
         sys.exit(2)
     if hasattr(args, "include_path"):
@@ -225,7 +191,7 @@ def lm_eval_main() -> None:
 EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the trust-hf model, plus:
   lm-eval-trust tasks-dir                  print the installed tasks folder (for lm_eval --include_path)
   lm-eval-trust data {fetch,verify} ...    get or check DecodingTrust's data (see `data -h`)
-  lm-eval-trust scorer-agreement ...       measure a toxicity scorer against Perspective's labels
+  lm-eval-trust scorer-agreement ...       measure the toxicity scorers against Perspective's labels
   lm-eval-trust compress --model_args ...  make a compressed checkpoint (gptq, awq, magnitude, sparsegpt, wanda)
   lm-eval-trust plan --tasks trust ...     size a run before it: documents, generations, tokens, error bars
   lm-eval-trust sweep --model_args ...     evaluate a model under several compression settings, then report
@@ -239,7 +205,7 @@ EXTRA_COMMANDS = """lm-eval-trust: lm-eval's CLI with the trust tasks and the tr
 SUBCOMMANDS = {
     "data": "lm_eval_trust.cli:data_main",
     "compress": "lm_eval_trust.cli:compress_main",
-    "scorer-agreement": "lm_eval_trust.cli:scorer_agreement_main",
+    "scorer-agreement": "lm_eval_trust.scoring.agreement:main",
     "plan": "lm_eval_trust.plan:plan_main",
     "sweep": "lm_eval_trust.sweep:sweep_main",
     "report": "lm_eval_trust.report:report_main",

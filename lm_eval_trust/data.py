@@ -341,9 +341,14 @@ class DataRoot:
         except DataError as err:
             return None, str(err)
 
-    def _checked(self, path: Path, relpath: str) -> Path:
+    def verified(self, relpath: str) -> Path:
+        """`get`, with the file checked against the manifest even when `check_manifest` is off: for
+        what is cached from the file (a fitted scorer), which would carry damage into later runs."""
+        return self._checked(self.get(relpath), relpath, always=True)
+
+    def _checked(self, path: Path, relpath: str, always: bool = False) -> Path:
         entry = self._manifest.get(relpath)
-        if not self.check_manifest or entry is None:
+        if not (self.check_manifest or always) or entry is None:
             return path
         got = checked_blob_sha1(path)
         if got == entry.git_blob_sha1:

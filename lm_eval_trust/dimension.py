@@ -10,7 +10,11 @@ A dimension module (named by its YAML's `metadata.dimension`) provides:
   payload such as matrices for heat maps, and `insufficient`: {metric: why it is None} for a
   formula that has too little data, which gives None, never a number);
 - optionally `score_responses(resps, docs, options) -> resps`: runs once over all responses of the
-  task, for scorers that work in batches (toxicity classifiers).
+  task, for scorers that work in batches (toxicity classifiers);
+- optionally `scoring_info(options) -> dict`: results metadata on what scored the answers (the
+  toxicity scorer's version), which `rescore` records anew;
+- optionally `SCORING_OPTIONS`: the results metadata keys that change how answers are scored (a
+  parser, formula, classifier or scorer); runs that differ in one are not compared (`scoring`).
 
 The YAML's `metric_list` names the headline metrics (lm-eval's results); every other number that
 `aggregate` returns is the breakdown, recorded beside them in the task's results metadata. `TrustTask`
@@ -164,6 +168,15 @@ def coverage(items: list[dict], scenarios: list[str], documents_total: int | Non
         "scenarios_without_documents": empty,
         "insufficient": {**insufficient, **scores.insufficient},
     }
+
+
+def scoring(metadata: dict) -> dict:
+    """A task's scoring options, from its results metadata, by its dimension's `SCORING_OPTIONS`
+    (empty for a task that is not a trust task)."""
+    module = metadata.get("dimension")
+    if not module:
+        return {}
+    return {key: metadata.get(key) for key in getattr(importlib.import_module(module), "SCORING_OPTIONS", ())}
 
 
 class Dimension:

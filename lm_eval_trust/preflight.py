@@ -148,6 +148,13 @@ def check(args) -> None:
         raise PreflightError(f"--max_batch_size {max_batch} must be a positive integer")
     tasks = selected_trust_tasks(args.tasks)
     _gen_kwargs(getattr(args, "gen_kwargs", None), tasks)
+    if "trust_toxicity" in tasks:
+        from lm_eval_trust.scoring.toxicity import ScorerError, check_options
+
+        try:
+            check_options(getattr(args, "metadata", None) or {})
+        except ScorerError as err:
+            raise PreflightError(str(err)) from err
     if tasks and getattr(args, "num_fewshot", None):
         log.warning(
             "--num_fewshot %s does not apply to the trust tasks: each DecodingTrust scenario fixes its "
@@ -161,6 +168,19 @@ def check(args) -> None:
     if getattr(args, "use_cache", None):
         check_writable(Path(args.use_cache).parent, "--use_cache")
         recover_cache(args.use_cache)
+
+
+def prepare(args) -> None:
+    """One-time work that needs no model, done before the model loads: the offline toxicity
+    scorer's fit (its model features use every core here; vLLM's CPU engine leaves a process one
+    thread), and any scorer error (a missing key or package) before minutes of model loading."""
+    if getattr(args, "command", None) not in (None, "run") or "trust_toxicity" not in selected_trust_tasks(
+        getattr(args, "tasks", None) or []
+    ):
+        return
+    from lm_eval_trust.tasks.toxicity.toxicity import scorer_for
+
+    scorer_for(getattr(args, "metadata", None) or {})
 
 
 def results_written(args, since: float) -> Path | None:

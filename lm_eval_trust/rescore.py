@@ -223,6 +223,9 @@ def rescore_task(dimension: Dimension, samples: list[dict], metadata: dict, over
     total = (metadata.get("coverage") or {}).get("documents_total")
     if overrides:
         docs, info, total = rebuilt_docs(dimension, options, docs, task)
+    scoring_info = getattr(dimension.module, "scoring_info", None)
+    if scoring_info:  # what scores the answers now, which may differ from what the run recorded
+        info.update(scoring_info(options))
     resps = [list(s["resps"][0]) if s.get("resps") else [] for s in samples]
     scenarios = options.get("scenarios_run") or sorted({d["scenario"] for d in docs})
     filtered, items, scores = dimension.score(docs, resps, scenarios, options)

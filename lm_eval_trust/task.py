@@ -26,6 +26,7 @@ per-document value (null) and, like the per-scenario breakdown, are computed fro
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
 from functools import partial
@@ -84,6 +85,7 @@ class TrustTask(ConfigurableTask):
         self._instances_by_doc: dict[int, list[Instance]] | None = None
         self._request_kwargs: dict[str, dict] = {}
         self._scored_docs: dict[int, dict] = {}
+        self._prompts: dict[int, str] = {}  # doc_index -> sha256 of the prompt sent (prompt format)
 
     @property
     def options(self) -> dict:
@@ -172,7 +174,7 @@ class TrustTask(ConfigurableTask):
         messages = json.loads(self.messages[doc["doc_index"]])
         template = chat_template if apply_chat_template else None
         try:
-            return chat.render(messages, template, system_instruction)
+            prompt = chat.render(messages, template, system_instruction)
         except ValueError as err:
             if "chat_template is not set" not in str(err):
                 raise
@@ -181,6 +183,8 @@ class TrustTask(ConfigurableTask):
                 "chat template; drop --apply_chat_template (prompts are then the plain transcript in the "
                 "README) or use a checkpoint whose tokenizer defines one"
             ) from err
+        self._prompts[doc["doc_index"]] = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+        return prompt
 
     def generation_kwargs_for(self, scenario: str) -> dict:
         """Task-wide settings, then every `scenario_generation_kwargs` pattern matching the scenario."""
@@ -262,6 +266,9 @@ class TrustTask(ConfigurableTask):
             {s: self.generation_kwargs_for(s) for s in self.scenarios},
             meta,
         )
+        # The prompts as sent (chat template, system instruction): equal messages can still differ.
+        prompts = sorted(self._prompts.get(i, "") for i in self._scored_docs)
+        meta["comparability"]["prompts_sha256"] = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()
 
     def apply_filters(self) -> None:
         """The YAML's filters (every sample kept), then the dimension's batch scorer over all of them."""

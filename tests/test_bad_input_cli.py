@@ -49,6 +49,29 @@ def test_temperature_zero_on_a_sampled_task_is_caught_before_the_model(run_cli):
     assert "do_sample=false" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        (
+            '{"toxicity_scorer": "ofline"}',
+            "toxicity_scorer 'ofline' is unknown; choose from offline-lm, offline",
+        ),
+        (
+            '{"toxicity_scorer": "perspective", "perspective_qps": 0}',
+            "perspective_qps 0 is not a positive number",
+        ),
+        (
+            '{"toxicity_scorer": "perspective", "perspective_qps": "fast"}',
+            "perspective_qps 'fast' is not a positive",
+        ),
+    ],
+)
+def test_bad_toxicity_scorer_options_are_caught_before_the_model(run_cli, metadata, message):
+    proc = run_cli("lm-eval-trust", *MISSING_MODEL, "--tasks", "trust", "--metadata", metadata, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _args(**kw) -> argparse.Namespace:
     base = {"command": "run", "tasks": ["trust"], "limit": None, "gen_kwargs": None, "device": "cpu"}
     return argparse.Namespace(**{**base, **kw})

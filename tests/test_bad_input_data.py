@@ -25,7 +25,7 @@ import pytest
 from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.data import DataError, DataRoot, read_jsonl
 from lm_eval_trust.dimension import TaskConfigError
-from lm_eval_trust.scoring import toxicity
+from lm_eval_trust.scoring import offline, toxicity
 
 TOXIC = "decodingtrust/data/toxicity/user_prompts/toxic.jsonl"
 DEV = "advglue/dev.json"
@@ -100,13 +100,33 @@ def test_read_jsonl_names_the_file_line_and_fix(tmp_path, content, required, mes
     assert "re-fetch" in str(err.value)
 
 
-def test_toxicity_files_with_bad_rows_name_the_line(tmp_path):
+def test_toxicity_files_with_bad_rows_are_refused_before_a_scorer_fits_on_them(tmp_path, monkeypatch):
+    """A fit is cached and read by every later run, so its training files are checked against the
+    manifest even where the mirror is not (scorer-agreement, rescore)."""
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / TOXIC
     path.parent.mkdir(parents=True)
     path.write_text('{"prompt": {"text": "a"}, "continuation": {"text": "b"}}\n{"prompt": {}}\n')
     (path.parent / "nontoxic.jsonl").write_text("")
-    with pytest.raises(DataError, match=r"toxic\.jsonl:2 lacks field\(s\) \['continuation'\]"):
-        toxicity.rtp_records(DataRoot(tmp_path, cache=tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"toxic\.jsonl does not match the manifest .* Re-fetch it with"):
+        offline.rtp_records(DataRoot(tmp_path, cache=tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"toxic\.jsonl does not match the manifest"):
+        offline.OfflineScorer(DataRoot(tmp_path, cache=tmp_path / "cache"))
+    assert not list((tmp_path / "cache" / "scorers").glob("*.pkl")), "nothing unverified is cached"
+
+
+def test_a_mirror_cut_at_a_line_end_cannot_fill_the_scorer_cache(shared_data, tmp_path, monkeypatch):
+    """A JSONL file cut at a line end still parses; it is refused by its hash, not fitted on."""
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "mirror" / offline.TOXICITY_DIR
+    shutil.copytree(shared_data / offline.TOXICITY_DIR, folder)
+    cut = folder / offline.RTP_FILES[1]
+    cut.chmod(0o644)
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:600]))
+    data = DataRoot(tmp_path / "mirror", cache=tmp_path / "cache")
+    with pytest.raises(DataError, match=rf"{offline.RTP_FILES[1]} does not match the manifest"):
+        toxicity.get_scorer("offline", {}, data)
+    assert not list((tmp_path / "cache" / "scorers").glob("*.pkl"))
 
 
 @pytest.mark.parametrize(

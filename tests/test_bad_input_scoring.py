@@ -22,6 +22,7 @@ from test_bad_input_data import load_task
 from test_scoring import fake_server, scorer  # noqa: F401  (fixtures: the fake Perspective server)
 
 from lm_eval_trust.data import DataRoot
+from lm_eval_trust.scoring import toxicity
 from lm_eval_trust.task import KeepSamples
 
 DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "stereotype", "privacy"]
@@ -102,3 +103,68 @@ def test_a_mostly_empty_run_is_flagged_in_the_results(caplog):
     assert task.scores(items).headline["score"] == 0
     assert task.config.metadata["empty_generations"] == {"generations": 4, "empty": 3}
     assert "3 of 4 generations are empty" in caplog.text
+
+
+@pytest.mark.parametrize("qps", [0, -1, "fast", "nan", None])
+def test_a_perspective_rate_that_is_not_a_positive_number_is_refused(qps, monkeypatch):
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", "k")
+    with pytest.raises(toxicity.ScorerError, match=rf"perspective_qps {qps!r} is not a positive number"):
+        toxicity.get_scorer("perspective", {"perspective_qps": qps}, None)
+
+
+# -- runs scored differently are not compared --------------------------------------------------------
+
+TOXICITY = "lm_eval_trust.tasks.toxicity.toxicity"
+FAIRNESS = "lm_eval_trust.tasks.fairness.fairness"
+
+
+@pytest.mark.parametrize(
+    ("dense", "compressed", "shown"),
+    [
+        (
+            {"dimension": TOXICITY, "toxicity_scorer_used": {"name": "offline-lm", "version": "stack/fit-2"}},
+            {"dimension": TOXICITY, "toxicity_scorer_used": {"name": "offline", "version": "ridge/fit-1"}},
+            [
+                '"name": "offline"',
+                '"version": "ridge/fit-1"',
+                '"name": "offline-lm"',
+                '"version": "stack/fit-2"',
+            ],
+        ),
+        (
+            {"dimension": TOXICITY, "toxicity_scorer_used": {"name": "offline-lm", "version": "stack/fit-2"}},
+            {"dimension": TOXICITY, "toxicity_scorer_used": {"name": "offline-lm", "version": "stack/fit-3"}},
+            ["stack/fit-3", "stack/fit-2"],
+        ),
+        (
+            {"dimension": FAIRNESS, "fairness_scoring": "fork"},
+            {"dimension": FAIRNESS, "fairness_scoring": "fork_compat"},
+            ['"fairness_scoring": "fork_compat"', '"fairness_scoring": "fork"'],
+        ),
+    ],
+)
+def test_runs_scored_under_different_scorers_or_formulas_are_refused_naming_both(
+    tmp_path, dense, compressed, shown
+):
+    """Recorded results only (no sample logs): the report reads the options from each run's metadata,
+    so runs written before this check are held to it too."""
+    from report_fixtures import advglue_config, compression, trust_results, write_run
+
+    from lm_eval_trust.report import ReportError, write_report
+
+    for folder, compress, metadata in (
+        ("dense", None, dense),
+        ("gptq", compression("gptq", bits=4, group_size=128), compressed),
+    ):
+        write_run(
+            tmp_path / folder,
+            "tiny",
+            compress,
+            {"trust_advglue": trust_results("trust_advglue", 50.0)},
+            {"trust_advglue": advglue_config(**metadata)},
+        )
+    with pytest.raises(ReportError, match="not comparable") as err:
+        write_report([tmp_path], tmp_path / "out")
+    message = str(err.value)
+    assert "trust_advglue: scoring is" in message and all(part in message for part in shown)
+    assert "--metadata toxicity_scorer" in message and "rescore" in message

@@ -18,7 +18,7 @@ from lm_eval_trust import data
 from lm_eval_trust.compression import CompressionSpec
 from lm_eval_trust.model_adapters import compress, embedded
 from lm_eval_trust.model_adapters.identity import weights_sha256
-from lm_eval_trust.scoring import toxicity
+from lm_eval_trust.scoring import lm_features, offline
 
 N_DOCS = 6
 # The CLI, with trust-hf's batch generation wrapped: it logs each call and, at call KILL_AT, sends
@@ -246,23 +246,40 @@ def test_converted_alias_is_named_by_the_gguf_content_and_the_converter(
     ],
 )
 def test_every_setting_of_the_offline_fit_is_in_its_cache_key(name, value, monkeypatch):
-    before = toxicity.OfflineScorer.fit_digest()
-    owner = toxicity if name == "SPLIT_SEED" else toxicity.OfflineScorer
+    before = offline.OfflineScorer.fit_digest()
+    owner = offline if name == "SPLIT_SEED" else offline.OfflineScorer
     monkeypatch.setattr(owner, name, value)
-    assert toxicity.OfflineScorer.fit_digest() != before
+    assert offline.OfflineScorer.fit_digest() != before
 
 
 def test_offline_fit_key_follows_the_training_data_and_libraries(monkeypatch):
-    before = toxicity.OfflineScorer.fit_digest()
-    real = toxicity.version
-    monkeypatch.setattr(toxicity, "version", lambda pkg: "0.0" if pkg == "alt-profanity-check" else real(pkg))
-    assert toxicity.OfflineScorer.fit_digest() != before
+    before = offline.OfflineScorer.fit_digest()
+    real = offline.version
+    monkeypatch.setattr(offline, "version", lambda pkg: "0.0" if pkg == "alt-profanity-check" else real(pkg))
+    assert offline.OfflineScorer.fit_digest() != before
     monkeypatch.undo()
     manifest = data.load_manifest()
-    path = toxicity.TOXICITY_DIR + toxicity.RTP_FILES[0]
+    path = offline.TOXICITY_DIR + offline.RTP_FILES[0]
     changed = {**manifest, path: dataclasses.replace(manifest[path], git_blob_sha1="0" * 40)}
-    monkeypatch.setattr(toxicity, "load_manifest", lambda: changed)
-    assert toxicity.OfflineScorer.fit_digest() != before
+    monkeypatch.setattr(offline, "load_manifest", lambda: changed)
+    assert offline.OfflineScorer.fit_digest() != before
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "value"),
+    [
+        (lm_features, "LAYERS", 9),
+        (lm_features, "BUCKETS", (32, 512)),
+        (lm_features, "BATCH", 8),
+        (offline.OfflineLMScorer, "FOLDS", 4),
+        (offline.OfflineLMScorer, "ALPHAS", [1.0]),
+        (offline.OfflineScorer, "RIDGE", {"alpha": 1.0}),
+    ],
+)
+def test_every_setting_of_the_offline_lm_fit_is_in_its_cache_key(owner, name, value, monkeypatch):
+    before = offline.OfflineLMScorer.fit_digest()
+    monkeypatch.setattr(owner, name, value)
+    assert offline.OfflineLMScorer.fit_digest() != before
 
 
 class _Fit:
@@ -278,16 +295,16 @@ class _Fit:
 
 def test_truncated_scorer_cache_is_fitted_again(isolated_cache, monkeypatch):
     monkeypatch.setattr(_Fit, "calls", 0)
-    monkeypatch.setattr(toxicity.OfflineScorer, "_fit", _Fit.fit)
-    toxicity.OfflineScorer(None)
+    monkeypatch.setattr(offline.OfflineScorer, "_fit", _Fit.fit)
+    offline.OfflineScorer(None)
     (pkl,) = (isolated_cache / "scorers").glob("offline-*.pkl")
     assert pickle.loads(pkl.read_bytes()) == ("vectorizer", "model")
-    toxicity.OfflineScorer(None)
+    offline.OfflineScorer(None)
     assert _Fit.calls == 1, "a whole cached fit is reused"
     _truncate(pkl)
     (pkl.parent / f".{pkl.name}.killed.part").write_bytes(b"x")
-    scorer = toxicity.OfflineScorer(None)
-    assert _Fit.calls == 2 and scorer.model == "model"
+    scorer = offline.OfflineScorer(None)
+    assert _Fit.calls == 2 and scorer.fitted == ("vectorizer", "model")
     assert pickle.loads(pkl.read_bytes()) == ("vectorizer", "model")
     assert not list(pkl.parent.glob("*.part"))
 
@@ -312,9 +329,9 @@ def _in_threads(fn, n=4):
 
 def test_concurrent_scorer_construction_fits_once(isolated_cache, monkeypatch):
     monkeypatch.setattr(_Fit, "calls", 0)
-    monkeypatch.setattr(toxicity.OfflineScorer, "_fit", _Fit.fit)
-    scorers = _in_threads(lambda: toxicity.OfflineScorer(None))
-    assert _Fit.calls == 1 and {s.model for s in scorers} == {"model"}
+    monkeypatch.setattr(offline.OfflineScorer, "_fit", _Fit.fit)
+    scorers = _in_threads(lambda: offline.OfflineScorer(None))
+    assert _Fit.calls == 1 and {s.fitted for s in scorers} == {("vectorizer", "model")}
 
 
 def test_concurrent_weight_hashes_agree_and_leave_no_partial_memo(tiny_model, isolated_cache):

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 from conftest import read_results
 
+from lm_eval_trust.dimension import scoring
 from lm_eval_trust.tasks.advglue import advglue
 
 BASE = ["--model", "trust-hf", "--device", "cpu", "--batch_size", "4"]
@@ -273,13 +274,28 @@ def test_toxicity_samples_scores_in_batch_and_records_the_scorer(run_cli, tiny_m
     res = results["results"]["trust_toxicity"]
     meta = results["configs"]["trust_toxicity"]["metadata"]
     assert 0 <= res["score,none"] <= 100 and res["partial,none"] == 0.0
-    assert meta["toxicity_scorer_used"]["name"] == "offline"
+    assert meta["toxicity_scorer_used"]["name"] == "offline-lm"
     assert set(meta["samples_per_prompt"].values()) == {3}
     assert len(samples) == 8 and all(len(s["resps"][0]) == 3 for s in samples)
     # lm-eval logs filtered responses as their repr
     scored = [ast.literal_eval(g) for g in samples[0]["filtered_resps"][0]]
     assert len(scored) == 3 and all(0 <= g["toxicity"] <= 1 for g in scored if not g["empty"])
     assert samples[0]["score"]["max_toxicity"] == max(0.0 if g["empty"] else g["toxicity"] for g in scored)
+    # Rescored with the older scorer, the run records it, so a report will not set the two side by side.
+    run_cli(
+        "lm-eval-trust",
+        "rescore",
+        str(out),
+        "-o",
+        str(tmp_path / "old"),
+        "--metadata",
+        '{"toxicity_scorer": "offline"}',
+    )
+    rescored, _ = read_results(tmp_path / "old")
+    old_meta = rescored["configs"]["trust_toxicity"]["metadata"]
+    assert old_meta["toxicity_scorer_used"]["name"] == "offline"
+    assert old_meta["toxicity_scorer_used"]["version"].startswith("ridge-charwb15")
+    assert scoring(old_meta) != scoring(meta) == {"toxicity_scorer_used": meta["toxicity_scorer_used"]}
 
 
 def test_redact_pii_masks_logged_samples(run_cli, tiny_model, tmp_path):

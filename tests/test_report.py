@@ -103,7 +103,7 @@ def test_report_tables_intervals_notes_and_figures(runs_dir, tmp_path):
     assert wanda["mean"]["overall_available"] == pytest.approx((75 + 70 + 60 * 5) / 7)
     assert wanda["advglue"]["ci_note"] == "no sample logs"
     md = path.read_text()
-    assert "**-50.0** [-50.0, -50.0] \\*" in md
+    assert "**-50.0** \\[-50.0, -50.0] \\*" in md
     assert "70.0 (2.5) ᵖ" in md and "mini acc (x100)" in md
     assert "-6.2 (a dimension has no interval)" in md
     assert "| tiny | wanda 2:4 50% | 70.0 (2.5) ᵖ | – |" in md
@@ -123,7 +123,7 @@ def test_report_tables_intervals_notes_and_figures(runs_dir, tmp_path):
 
 
 def test_missing_dimensions_are_not_drawn_as_zero(runs_dir, tmp_path):
-    write_report([runs_dir], tmp_path / "r", bootstrap_iters=10)
+    write_report([runs_dir], tmp_path / "r", bootstrap_iters=100)
     rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
     wanda = dimension_scores(rows[2])
     assert math.isnan(wanda[DIMENSIONS.index("stereotype")])
@@ -131,7 +131,7 @@ def test_missing_dimensions_are_not_drawn_as_zero(runs_dir, tmp_path):
 
 
 def test_leaderboard_columns(runs_dir, tmp_path):
-    write_report([runs_dir], tmp_path / "lb", formats=["leaderboard"], bootstrap_iters=10)
+    write_report([runs_dir], tmp_path / "lb", formats=["leaderboard"], bootstrap_iters=100)
     with open(tmp_path / "lb" / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
     expected = ["Model", *LEADERBOARD_COLUMNS.values(), "Average", "Compression", "Coverage"]
@@ -209,12 +209,50 @@ def test_per_scenario_numbers_are_read_from_the_breakdown_or_older_results(tmp_p
 def test_cli_flags_use_underscores(runs_dir, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = [str(runs_dir), "-o", str(out), "--format", "leaderboard", "--bootstrap_iters"]
-    assert report_main([*argv, "5"]) == 0
-    assert json.loads((out / "report.json").read_text())["bootstrap"]["iterations"] == 5
-    assert report_main([*argv, "0"]) == 2
-    assert "--bootstrap_iters 0 must be at least 1" in capsys.readouterr().err
+    assert report_main([*argv, "100"]) == 0
+    assert json.loads((out / "report.json").read_text())["bootstrap"]["iterations"] == 100
     with pytest.raises(SystemExit):
-        report_main([str(runs_dir), "--bootstrap-iters", "5"])
+        report_main([str(runs_dir), "--bootstrap-iters", "100"])
+
+
+@pytest.mark.parametrize("iters", [-1, 0, 1, 99])
+def test_too_few_bootstrap_replicates_are_refused_naming_the_minimum(runs_dir, tmp_path, capsys, iters):
+    """One replicate makes every interval a point, [+17.2, +17.2], and every change "significant"."""
+    out = tmp_path / "out"
+    argv = [str(runs_dir), "-o", str(out), "--bootstrap_iters", str(iters)]
+    assert report_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--bootstrap_iters {iters} is too few replicates for a 95% interval; use at least 100" in err
+    assert "Traceback" not in err and not out.exists()
+    with pytest.raises(ReportError, match=f"--bootstrap_iters {iters} is too few .* at least 100"):
+        write_report([runs_dir], out, bootstrap_iters=iters)  # the sweep's way in
+    assert not out.exists()
+
+
+def test_a_negative_bootstrap_seed_is_refused(runs_dir, tmp_path, capsys):
+    assert report_main([str(runs_dir), "-o", str(tmp_path / "out"), "--seed", "-1"]) == 2
+    assert "--seed -1: a bootstrap seed is a whole number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_rescored_run_finds_the_other_tasks_sample_logs_in_its_original_folder(runs_dir, tmp_path, times):
+    """`rescore` of one task writes only that task's log; the others' logs stay beside the original run."""
+    from lm_eval_trust.rescore import rescore
+
+    rescored = []
+    for setting in ("dense", "gptq4"):
+        source = runs_dir / setting
+        for i in range(times):  # a rescored run rescored again: follow `rescored.from` back
+            (log,) = source.glob("samples_trust_advglue_*.jsonl")
+            (results,) = rescore([log], tmp_path / f"rescored{i}" / setting)
+            source = results.parent
+        assert not list(source.glob("samples_mini_*.jsonl"))
+        rescored.append(source)
+    out = tmp_path / "out"
+    write_report(rescored, out, bootstrap_iters=100)
+    gptq = json.loads((out / "report.json").read_text())["rows"][1]["cells"]
+    assert gptq["advglue"]["ci"] == [-50.0, -50.0]  # from the rescored logs
+    assert gptq["mini"]["ci"] == [0.0, 0.0] and gptq["mini"]["paired_documents"] == 30
 
 
 def test_coverage_subsample_and_too_little_data_are_shown(tmp_path):
@@ -257,3 +295,17 @@ def test_a_per_scenario_subsample_is_described_pattern_by_pattern():
     assert subsample_text({"docs_per_scenario": 4, "subsample_seed": 1}) == (
         "a subsample of 4 documents per scenario (seed 1)"
     )
+
+
+def test_a_relative_rescored_from_is_found_from_another_folder(runs_dir, tmp_path, monkeypatch):
+    """`rescored.from` is as rescore was given it: relative to where rescore ran, not where report runs."""
+    from lm_eval_trust.rescore import rescore
+
+    monkeypatch.chdir(tmp_path)
+    for setting in ("dense", "gptq4"):
+        (log,) = runs_dir.relative_to(tmp_path).joinpath(setting).glob("samples_trust_advglue_*.jsonl")
+        rescore([log], tmp_path / "rescored" / setting)
+    monkeypatch.chdir(tmp_path / "rescored")
+    write_report([tmp_path / "rescored"], tmp_path / "out", bootstrap_iters=100)
+    gptq = json.loads((tmp_path / "out" / "report.json").read_text())["rows"][1]["cells"]
+    assert gptq["mini"]["ci"] == [0.0, 0.0]

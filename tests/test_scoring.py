@@ -1,18 +1,15 @@
-"""Toxicity scorers: the Perspective client against a fake loopback server, the offline scorer."""
+"""Toxicity scorers: the Perspective client against a fake loopback server, the offline scorers."""
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from lm_eval_trust.data import DataRoot
-from lm_eval_trust.scoring import toxicity
+from lm_eval_trust.scoring import agreement, offline, toxicity
 
 
 class FakePerspective(BaseHTTPRequestHandler):
@@ -142,51 +139,135 @@ def test_missing_key_is_a_clear_error(monkeypatch):
 
 
 def test_unknown_scorer_names_the_choices():
-    with pytest.raises(toxicity.ScorerError, match="offline, perspective, detoxify"):
+    with pytest.raises(toxicity.ScorerError, match="offline-lm, offline, perspective, detoxify"):
         toxicity.get_scorer("nope", {}, None)
 
 
 def test_agreement_figures_on_a_toy_case():
-    figures = toxicity.agreement([0.1, 0.2, None, 0.9], [0.0, 0.3, 0.5, 0.8])
-    assert figures["n"] == 3 and figures["spearman"] == pytest.approx(1.0) and figures["auroc"] == 1.0
+    figures = agreement.agreement([0.1, 0.2, None, 0.9, 0.6], [0.0, 0.3, 0.5, 0.8, 0.4])
+    assert figures["n"] == 4 and figures["spearman"] == pytest.approx(1.0) and figures["auroc"] == 1.0
+    assert figures["agree"] == 0.75, "0.6 against a label of 0.4 falls on the other side of 0.5"
+    one_class = agreement.agreement([0.1, 0.2, 0.3], [0.6, 0.7, 0.9])
+    assert one_class["auroc"] is None and one_class["agree"] == 0.0
 
 
 def test_split_keeps_records_whole_and_is_seeded():
     records = [{"i": i} for i in range(10)]
-    fit, held_out = toxicity.split_records(records)
+    fit, held_out = offline.split_records(records)
     assert len(fit) == 5 and sorted(r["i"] for r in fit + held_out) == list(range(10))
-    assert toxicity.split_records(records) == (fit, held_out)
+    assert offline.split_records(records) == (fit, held_out)
+
+
+FIXED = [
+    "Have a lovely day, thank you for your help.",
+    "Shut up, you stupid idiot.",
+    "The meeting moved to Thursday at noon.",
+    "I will kill you and your whole damn family.",
+]
 
 
 @pytest.fixture(scope="module")
-def offline(shared_data, tmp_path_factory):
-    os.environ["TRUST_CACHE_DIR"] = str(tmp_path_factory.mktemp("scorer_cache"))
+def scorer_cache(trust_cache):
+    """The session's user cache, so the CLI tests below and these share one fit of each scorer."""
+    os.environ["TRUST_CACHE_DIR"] = str(trust_cache)
     try:
-        yield toxicity.OfflineScorer(DataRoot(shared_data))
+        yield trust_cache
     finally:
         del os.environ["TRUST_CACHE_DIR"]
 
 
-def test_offline_scorer_ranks_toxic_text_higher(offline):
-    clean, rude = offline.score(["Have a lovely day, thank you for your help.", "Shut up, you stupid idiot."])
-    assert 0 <= clean < rude <= 1
-    assert offline.version.startswith("ridge-charwb15+alt-profanity-check-1.9.1/fit-")
-    assert offline.score([]) == []
+@pytest.fixture(scope="module")
+def offline_lm(shared_data, scorer_cache):
+    return offline.OfflineLMScorer(DataRoot(shared_data))
 
 
-def test_scorer_agreement_meets_the_targets_on_the_held_out_half(shared_data):
-    env = {**os.environ, "TRUST_DATA_DIR": str(shared_data)}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "lm-eval-trust"), "scorer-agreement"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+def test_the_old_offline_scorer_keeps_its_name_version_and_scores(shared_data, scorer_cache):
+    """Runs scored with `offline` before `offline-lm` existed rescore to the same numbers."""
+    old = toxicity.get_scorer("offline", {}, DataRoot(shared_data))
+    assert (old.name, old.version) == (
+        "offline",
+        "ridge-charwb15+alt-profanity-check-1.9.1/fit-c59ed8101dbc942b",
     )
-    held_out = next(line for line in proc.stdout.splitlines() if "held-out" in line)
-    figures = dict(part.split("=") for part in held_out.split(": ", 1)[1].split())
-    assert int(figures["n"]) > 2000
-    assert float(figures["spearman"]) >= 0.85 and float(figures["auroc@0.5"]) >= 0.95
+    expected = [0.2035728970961806, 0.9687586533792247, 0.19052656474213933, 1.0]
+    assert old.score(FIXED) == pytest.approx(expected, abs=1e-9)
+    assert old.score([]) == []
+
+
+def test_offline_lm_ranks_toxic_text_higher_and_records_its_recipe(offline_lm):
+    clean, rude, neutral, threat = offline_lm.score(FIXED)
+    assert 0 <= clean < rude <= 1 and neutral < threat
+    assert offline_lm.name == toxicity.DEFAULT == "offline-lm"
+    assert offline_lm.version.startswith(
+        "stack(ridge-charwb15+alt-profanity-check-1.9.1,ridge-smollm2-135m-L8-mean)/fit-"
+    )
+    weights = offline_lm.fitted.final_estimator_.coef_
+    assert len(weights) == 2 and all(w > 0 for w in weights), "both halves of the stack carry weight"
+    assert offline_lm.score([]) == []
+
+
+def test_a_texts_features_do_not_depend_on_what_it_is_scored_with(offline_lm):
+    features = offline_lm.features()
+    others = [f"filler text number {i} " * (i % 9 + 1) for i in range(40)]
+    alone = [features([text])[0] for text in FIXED]
+    mixed = features(others[:17] + FIXED + others[17:])[17 : 17 + len(FIXED)]
+    assert all((a == m).all() for a, m in zip(alone, mixed, strict=True))
+    odd = [
+        "word " * 2000,
+        "lone \udcff surrogate",
+        "\ufffd\ufffd",
+        "🙂 " * 300,
+    ]  # 2000 words: first 512 tokens
+    assert features(odd).shape == (len(odd), features.dim)
+    assert all(0 <= s <= 1 for s in offline_lm.score(odd))
+
+
+def test_offline_lm_fit_is_deterministic(offline_lm, shared_data, tmp_path, monkeypatch):
+    """A fit in an empty cache gives the same version and the same scores as the cached one."""
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path))
+    again = offline.OfflineLMScorer(DataRoot(shared_data), features=offline_lm.features())
+    assert again.version == offline_lm.version
+    assert (tmp_path / "scorers" / f"offline-lm-{again.version.rsplit('-', 1)[1]}.pkl").is_file()
+    assert again.predict(again.fitted, FIXED) == offline_lm.predict(offline_lm.fitted, FIXED)
+
+
+def test_offline_lm_scores_are_cached_by_text_and_version(offline_lm, scorer_cache, monkeypatch):
+    texts = ["a text scored once", "and another"]
+    first = offline_lm.score(texts)
+
+    def refuse(_fitted, _texts):
+        raise AssertionError("a cached text was scored again")
+
+    monkeypatch.setattr(offline_lm, "predict", refuse)
+    assert offline_lm.score(texts[::-1]) == first[::-1]
+    monkeypatch.setattr(offline_lm, "version", offline_lm.version + "-other")
+    with pytest.raises(AssertionError, match="scored again"):
+        offline_lm.score(texts)
+
+
+def test_scorer_agreement_reports_both_scorers_and_meets_the_targets(run_cli):
+    """Random split and cross-source figures of the old and the new offline scorer, in one run."""
+    proc = run_cli("lm-eval-trust", "scorer-agreement")
+    figures = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("scorer "):
+            scorer = line.split()[1]
+        elif " | " in line:
+            test, rest = line.strip().split(" | ", 1)
+            texts, values = rest.split(": ", 1)
+            figures[scorer, test, texts] = dict(part.split("=") for part in values.split())
+    tests = {(test, texts) for _, test, texts in figures}
+    assert {"random split", "RTP -> GPT", "GPT -> RTP"} == {test for test, _ in tests}
+    assert {"RTP held-out prompts", "RTP held-out continuations", "GPT-4 prompts"} <= {t for _, t in tests}
+    held_out = figures["offline-lm", "random split", "RTP held-out texts"]
+    assert int(held_out["n"]) > 2000
+    assert float(held_out["spearman"]) >= 0.88 and float(held_out["auroc@0.5"]) >= 0.96
+    old = figures["offline", "random split", "RTP held-out texts"]
+    assert float(old["spearman"]) == pytest.approx(0.855, abs=0.001)
+    means = dict(
+        part.rsplit(" ", 1)
+        for part in proc.stdout.split("cross-source mean spearman: ")[1].strip().split(", ")
+    )
+    assert float(means["offline-lm"]) >= float(means["offline"]) + 0.03
 
 
 def test_detoxify_scorer_loads_a_local_checkpoint(tmp_path):

@@ -56,7 +56,9 @@ def check(results: dict, task: str) -> None:
 def scripted_run(shared_data, trust_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("scripted") / "out"
     args = ["--model", "trust-scripted", "--tasks", "trust", "--limit", "40"]
-    args += ["--metadata", json.dumps({"n_samples": 2}), "--log_samples", "--output_path", str(out)]
+    # Toxicity's expected numbers were made by the `offline` scorer, kept by name for such runs.
+    metadata = {"n_samples": 2, "toxicity_scorer": "offline"}
+    args += ["--metadata", json.dumps(metadata), "--log_samples", "--output_path", str(out)]
     run_script(shared_data, trust_cache, "lm-eval-trust", *args)
     return out
 
@@ -98,3 +100,17 @@ def test_rescore_of_the_logs_gives_the_run_s_numbers(scripted_run, tmp_path, sha
     rescored = json.loads(path.read_text())
     for task in EXPECTED:
         check(rescored, task)
+
+
+def test_the_default_scorer_rescores_the_same_answers_and_says_so(
+    scripted_run, tmp_path, shared_data, trust_cache, monkeypatch
+):
+    """The same generations scored by `offline-lm`: another number, recorded as another scorer."""
+    monkeypatch.setenv("TRUST_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(trust_cache))  # the session's fit
+    (path,) = rescore([scripted_run], tmp_path / "rescored", {"toxicity_scorer": "offline-lm"})
+    rescored = json.loads(path.read_text())
+    meta = rescored["configs"]["trust_toxicity"]["metadata"]
+    assert meta["toxicity_scorer_used"]["name"] == "offline-lm"
+    score = rescored["results"]["trust_toxicity"]["score,none"]
+    assert 0 <= score <= 100 and score != pytest.approx(EXPECTED["trust_toxicity"][0])

@@ -8,7 +8,8 @@ other task's main metric, refusal rates, the change against the baseline with a 
 leaderboard's CSV/JSON, each score with the documents and scenarios it stands on.
 
 Modules: `runs` reads the files, `comparable` checks the runs match, `coverage` reads what each score
-covers, `comparison` computes every number, `render` writes the text formats, `figures` draws the PNGs.
+covers, `comparison` computes every number, `render` writes the text formats, `figures` draws the PNGs,
+`output` swaps the new files in for the old together.
 """
 
 from __future__ import annotations
@@ -19,14 +20,39 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lm_eval_trust import atomic, stats
+from lm_eval_trust import stats
 from lm_eval_trust.report.comparable import check_comparable
 from lm_eval_trust.report.comparison import compare
 from lm_eval_trust.report.figures import compression_figure, radar_figure
+from lm_eval_trust.report.output import REPORT_FILES, Interrupted, check_output, staged
 from lm_eval_trust.report.render import write_html, write_leaderboard, write_markdown
 from lm_eval_trust.report.runs import ReportError, choose_baseline, load_runs
 
+__all__ = [
+    "FORMATS",
+    "MIN_BOOTSTRAP_ITERS",
+    "REPORT_FILES",
+    "ReportError",
+    "check_bootstrap",
+    "report_main",
+    "write_report",
+]
+
 FORMATS = ("markdown", "html", "leaderboard")
+# Fewer replicates give intervals too coarse to trust: with 1, every interval is its point estimate
+# and every change "significant".
+MIN_BOOTSTRAP_ITERS = 100
+
+
+def check_bootstrap(iters: int, seed: int) -> None:
+    """Refuse too few bootstrap replicates, or a seed numpy cannot take (shared with `sweep`)."""
+    if iters < MIN_BOOTSTRAP_ITERS:
+        raise ReportError(
+            f"--bootstrap_iters {iters} is too few replicates for a 95% interval; use at least "
+            f"{MIN_BOOTSTRAP_ITERS} (default {stats.DEFAULT_ITERS})"
+        )
+    if seed < 0:
+        raise ReportError(f"--seed {seed}: a bootstrap seed is a whole number >= 0")
 
 
 def write_report(
@@ -37,38 +63,38 @@ def write_report(
     bootstrap_iters: int = stats.DEFAULT_ITERS,
     seed: int = stats.DEFAULT_SEED,
 ) -> Path:
-    """Write the report files into `out_dir`; returns the main file (report.md, else the first written).
+    """Write the report into `out_dir`; returns the main file (report.md, else the first written).
 
     Always writes `report.json` (every number of the report); `markdown` and `html` also write
-    `radar.png` and `compression.png`; `leaderboard` writes `leaderboard.csv` and `leaderboard.json`.
+    `radar.png` and `compression.png` (each when it has a scored point); `leaderboard` writes
+    `leaderboard.csv` and `leaderboard.json`. The files replace `out_dir`'s together (`output.staged`).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ReportError(f"unknown --format {unknown}; choose from {', '.join(FORMATS)}")
-    if bootstrap_iters < 1:
-        raise ReportError(f"--bootstrap_iters {bootstrap_iters} must be at least 1")
+    check_bootstrap(bootstrap_iters, seed)
+    out_dir = Path(out_dir)
+    check_output(out_dir)
     runs = load_runs(paths)
     base = choose_baseline(runs, baseline)
     check_comparable(runs, base)
     comparison = compare(runs, base, bootstrap_iters, seed)
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ReportError(f"--output {out_dir}: cannot make the folder ({err}); pick another") from err
-    atomic.write_text(out_dir / "report.json", json.dumps(comparison, indent=2, allow_nan=False))
     written = []
-    figures = []
-    if "markdown" in formats or "html" in formats:
-        figures = [radar_figure(comparison, out_dir / "radar.png").name]
-        figures.append(compression_figure(comparison, out_dir / "compression.png").name)
-    if "markdown" in formats:
-        written.append(write_markdown(comparison, out_dir, figures))
-    if "html" in formats:
-        written.append(write_html(comparison, out_dir, figures))
-    if "leaderboard" in formats:
-        written.append(write_leaderboard(comparison, out_dir))
-    return written[0] if written else out_dir / "report.json"
+    with staged(out_dir) as folder:
+        (folder / "report.json").write_text(
+            json.dumps(comparison, indent=2, allow_nan=False), encoding="utf-8"
+        )
+        figures, skipped = [], []
+        if "markdown" in formats or "html" in formats:
+            for name, draw in (("radar.png", radar_figure), ("compression.png", compression_figure)):
+                (figures if draw(comparison, folder / name) else skipped).append(name)
+        if "markdown" in formats:
+            written.append(write_markdown(comparison, folder, figures, skipped))
+        if "html" in formats:
+            written.append(write_html(comparison, folder, figures, skipped))
+        if "leaderboard" in formats:
+            written.append(write_leaderboard(comparison, folder))
+    return out_dir / (written[0].name if written else "report.json")
 
 
 def report_main(argv: list[str]) -> int:
@@ -95,10 +121,16 @@ def report_main(argv: list[str]) -> int:
         help="markdown (report.md + PNG figures, default), html, leaderboard (CSV and JSON)",
     )
     parser.add_argument(
-        "--bootstrap_iters", type=int, default=stats.DEFAULT_ITERS, help="bootstrap replicates (default 1000)"
+        "--bootstrap_iters",
+        type=int,
+        default=stats.DEFAULT_ITERS,
+        help=f"bootstrap replicates (default {stats.DEFAULT_ITERS}, at least {MIN_BOOTSTRAP_ITERS})",
     )
-    parser.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed (default 0, >= 0)"
+    )
     args = parser.parse_args(argv)
+    had_report = args.output.is_dir() and any(args.output.iterdir())
     try:
         path = write_report(
             args.results, args.output, args.baseline, args.format, args.bootstrap_iters, args.seed
@@ -106,5 +138,12 @@ def report_main(argv: list[str]) -> int:
     except ReportError as err:
         print(f"lm-eval-trust report: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        if isinstance(err, Interrupted):
+            kept = f"{args.output} holds the new report"
+        else:
+            kept = f"{args.output} keeps its previous report" if had_report else "no report was written"
+        print(f"lm-eval-trust report: interrupted; {kept}", file=sys.stderr)
+        return 130
     print(f"wrote {path}")
     return 0

@@ -1,11 +1,13 @@
-"""Whether a run may be set beside the baseline: same base model, documents, sampling, settings, data.
+"""Whether a run may be set beside the baseline: same base model, engine, precision, documents,
+prompts, sampling, scoring, settings and data.
 
 A change against the baseline is the effect of compression only when both runs answered the same
 prompts under the same settings; a dense run at `--limit 2` beside a compressed run at `--limit 8`
 differs in its documents, not its weights. Each task both runs hold is compared on its recorded
 `comparability` (written by the task), else, for older results files, on what they do record
 (scenarios, samples per prompt, documents evaluated, data source, subsample, `--limit`), together
-with lm-eval's seeds and `--gen_kwargs`. Any difference refuses the report, naming it.
+with lm-eval's seeds, `--gen_kwargs` and the dimension's scoring options (toxicity scorer and
+version, classifiers, formulas). Any difference refuses the report, naming it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from pathlib import Path
 
 from lm_eval.utils import simple_parse_args_string
 
+from lm_eval_trust.dimension import scoring
 from lm_eval_trust.report.runs import ModelRun, ReportError, TaskRun
 
 # lm-eval's `--seed` sets these four (results `config`).
 SEEDS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 # Older results files may not record these; a field unknown on either side is not compared.
-MAY_BE_UNKNOWN = ("documents", "data_source", "limit")
+MAY_BE_UNKNOWN = ("documents", "data_source", "limit", "prompts_sha256")
 # What to change for each field, for the error's last line.
 FIXES = {
     "documents": "--limit and docs_per_scenario",
     "documents_sha256": "--limit, docs_per_scenario and subsample_seed",
     "limit": "--limit",
+    "prompts_sha256": "--apply_chat_template and --system_instruction (the prompts sent differ)",
     "scenarios_run": "the scenarios option",
     "samples_per_prompt": "n_samples",
     "generation_kwargs": "--gen_kwargs and the generation options",
@@ -34,7 +38,11 @@ FIXES = {
     "subsample": "docs_per_scenario and subsample_seed",
     "data": "the data mirror (--metadata data_dir / TRUST_DATA_DIR)",
     "data_source": "the data mirror (--metadata data_dir / TRUST_DATA_DIR)",
+    "scoring": "scoring options (--metadata toxicity_scorer, stereotype_classifier, ethics_scoring, "
+    "fairness_scoring; or `lm-eval-trust rescore` the odd run with the baseline's)",
     "base model": "pretrained= in --model_args",
+    "engine": "--model (one engine for every setting)",
+    "precision": "dtype= in --model_args (one precision for every setting, e.g. dtype=bfloat16)",
     **{seed: "--seed" for seed in SEEDS},
 }
 SHOWN = 12
@@ -60,6 +68,18 @@ def base_model(run: ModelRun) -> dict:
     return {"weights": weights, "name": args.get("pretrained")}
 
 
+def engine(run: ModelRun) -> dict:
+    """What computed the answers: lm-eval's model type (and the engine's version, where recorded) and
+    the precision the weights compute in. Unknown fields (older results) are left out."""
+    config = run.config
+    dtype = config.get("dtype")
+    fields = {
+        "engine": " ".join(str(v) for v in (config.get("model"), config.get("engine")) if v) or None,
+        "precision": str(dtype).removeprefix("torch.") if dtype not in (None, "auto") else None,
+    }
+    return {k: v for k, v in fields.items() if v}
+
+
 def _recorded(task_run: TaskRun) -> dict | None:
     return (task_run.config.get("metadata") or {}).get("comparability")
 
@@ -80,8 +100,14 @@ def _fallback(task_run: TaskRun) -> dict:
 
 
 def _settings(task_run: TaskRun) -> dict:
+    """lm-eval's seeds and `--gen_kwargs`, and the dimension's scoring options (a parser, formula or
+    scorer changes the numbers as much as the answers do)."""
     config = task_run.run_config
-    return {**{s: config.get(s) for s in SEEDS}, "gen_kwargs": config.get("gen_kwargs") or ""}
+    return {
+        **{s: config.get(s) for s in SEEDS},
+        "gen_kwargs": config.get("gen_kwargs") or "",
+        "scoring": scoring(task_run.config.get("metadata") or {}),
+    }
 
 
 def task_differences(base: TaskRun, other: TaskRun) -> list[tuple[str, object, object]]:
@@ -135,6 +161,12 @@ def differences(base: ModelRun, other: ModelRun) -> list[Difference]:
                 Difference(
                     other, "base model", key, mine[key], theirs[key], base.sources[-1], other.sources[-1]
                 )
+            )
+    mine, theirs = engine(base), engine(other)
+    for key in sorted(set(mine) & set(theirs)):
+        if mine[key] != theirs[key]:
+            found.append(
+                Difference(other, key, key, mine[key], theirs[key], base.sources[-1], other.sources[-1])
             )
     for task in sorted(set(base.tasks) & set(other.tasks)):
         base_task, other_task = base.tasks[task], other.tasks[task]

@@ -1,6 +1,7 @@
 """The report's PNG figures: a radar of the eight dimensions, and score against compression.
 
-matplotlib is imported only when a figure is drawn, so reading and comparing runs never needs it.
+matplotlib is imported only when a figure is drawn, so reading and comparing runs never needs it. A
+figure with no scored point is not drawn (None), and every label is plain text (`plain_label`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ def _pyplot():
     return plt
 
 
+def plain_label(text: str) -> str:
+    """`text` as matplotlib draws it literally: it reads `$...$` as TeX math (a name such as
+    `m$\\bogus$` would fail to draw)."""
+    return str(text).replace("$", r"\$")
+
+
 def dimension_scores(row: dict) -> list[float]:
     """The eight dimension scores, NaN where missing (so nothing is drawn there, never a zero)."""
     return [math.nan if row["cells"][d]["score"] is None else row["cells"][d]["score"] for d in DIMENSIONS]
 
 
-def radar_figure(comparison: dict, path: Path) -> Path:
+def radar_figure(comparison: dict, path: Path) -> Path | None:
     import numpy as np
 
+    if all(math.isnan(v) for row in comparison["rows"] for v in dimension_scores(row)):
+        return None
     plt = _pyplot()
     angles = np.linspace(0, 2 * np.pi, len(DIMENSIONS), endpoint=False)
     closed = np.append(angles, angles[0])
@@ -39,7 +48,11 @@ def radar_figure(comparison: dict, path: Path) -> Path:
         values = np.array(dimension_scores(row))
         ring = np.append(values, values[0])
         (line,) = ax.plot(
-            closed, ring, marker="o", linewidth=2 if row["is_baseline"] else 1.3, label=row["label"]
+            closed,
+            ring,
+            marker="o",
+            linewidth=2 if row["is_baseline"] else 1.3,
+            label=plain_label(row["label"]),
         )
         if not np.isnan(values).any():
             ax.fill(closed, ring, color=line.get_color(), alpha=0.08)
@@ -55,8 +68,9 @@ def radar_figure(comparison: dict, path: Path) -> Path:
     return path
 
 
-def compression_figure(comparison: dict, path: Path) -> Path:
-    """Score vs bits for quantization (dense at 16), and per pruning method at its structure, per dimension."""
+def compression_figure(comparison: dict, path: Path) -> Path | None:
+    """Score vs bits for quantization (dense at 16), and per pruning method at its structure, per dimension;
+    None when no baseline score and no quantized or pruned score is there to draw."""
     plt = _pyplot()
     rows = comparison["rows"]
     base = next(r for r in rows if r["is_baseline"])
@@ -74,7 +88,11 @@ def compression_figure(comparison: dict, path: Path) -> Path:
             dense = base["cells"][d]["score"]
             if dense is not None:
                 ax.axhline(
-                    dense, color="grey", linestyle="--", linewidth=1, label=f"{base['label']} (baseline)"
+                    dense,
+                    color="grey",
+                    linestyle="--",
+                    linewidth=1,
+                    label=plain_label(f"{base['label']} (baseline)"),
                 )
             if kind == "quantization":
                 _draw_quantization(ax, quant, base, d)
@@ -90,6 +108,9 @@ def compression_figure(comparison: dict, path: Path) -> Path:
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
+    if not handles:
+        plt.close(fig)
+        return None
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 5), fontsize=9)
     fig.suptitle("Trust score against compression (missing points: dimension not run)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
@@ -106,7 +127,7 @@ def _draw_quantization(ax, quant: list[dict], base: dict, dimension: str) -> Non
         if dense is not None:
             points.append((DENSE_BITS, dense))
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=method.upper())
+            ax.plot(*zip(*points, strict=True), marker="o", label=plain_label(method.upper()))
     ax.set_xscale("log", base=2)
     ticks = sorted({r["bits"] for r in quant} | {DENSE_BITS})
     ax.set_xticks(ticks)
@@ -125,16 +146,16 @@ def _draw_pruning(ax, pruned: list[dict], settings: list[str], dimension: str) -
             for r in pruned
             if r["method"] == method and r["cells"][dimension]["score"] is not None
         ]
-        label = "pruned elsewhere" if method == "none" else method
+        name = "pruned elsewhere" if method == "none" else method
         if points:
             ax.plot(
                 *zip(*points, strict=True),
                 linestyle="none",
                 marker=markers.get(method, "o"),
                 markersize=8,
-                label=label,
+                label=plain_label(name),
             )
     ax.set_xticks(range(len(settings)))
-    ax.set_xticklabels(settings, fontsize=8)
+    ax.set_xticklabels([plain_label(s) for s in settings], fontsize=8)
     ax.set_xlim(-0.6, len(settings) - 0.4)
     ax.set_xlabel("pruning structure (sparsity)")

@@ -191,6 +191,49 @@ def samples_name(task: str, date: str) -> str:
     return f"samples_{task}_{date}.jsonl"
 
 
+def rescored_origins(data: dict, path: Path) -> list[tuple[Path, str]]:
+    """(folder, date) of each run a rescored task of the results file `path` (read as `data`) came
+    from: `rescore` records the sample log it read as `configs.<task>.metadata.rescored.from`.
+
+    A relative `from` is relative to where rescore ran: the current folder, or one above `path`.
+    """
+    origins = []
+    for task, config in (data.get("configs") or {}).items():
+        meta = config.get("metadata") if isinstance(config, dict) else None
+        rescored = meta.get("rescored") if isinstance(meta, dict) else None
+        source = rescored.get("from") if isinstance(rescored, dict) else None
+        name, prefix = Path(str(source)).name, f"samples_{task}_"
+        if not (isinstance(source, str) and name.startswith(prefix) and name.endswith(".jsonl")):
+            continue
+        folder, date = Path(source).parent, name[len(prefix) : -len(".jsonl")]
+        for base in [Path()] if folder.is_absolute() else [Path(), *path.absolute().parent.parents]:
+            # the same run: its results file (or the log rescore read) is there
+            if (base / folder / f"results_{date}.json").is_file() or (base / source).is_file():
+                origins += [] if (base / folder, date) in origins else [(base / folder, date)]
+                break
+    return origins
+
+
+def original_samples(task: str, data: dict, path: Path) -> Path | None:
+    """The sample log of a task that `rescore` did not rewrite: it stays beside the original run,
+    found from the rescored tasks' `rescored.from` (back through rescores of rescores)."""
+    pending, seen = rescored_origins(data, path), set()
+    while pending:
+        folder, date = pending.pop(0)
+        if (folder.resolve(), date) in seen:
+            continue
+        seen.add((folder.resolve(), date))
+        samples = folder / samples_name(task, date)
+        if samples.is_file():
+            return samples
+        results = folder / f"results_{date}.json"
+        try:
+            pending += rescored_origins(read_results(results), results)
+        except ResultsError:
+            continue
+    return None
+
+
 # -- runs ------------------------------------------------------------------------------------------
 
 
@@ -225,7 +268,7 @@ def load_runs(paths: Sequence[Path]) -> list[ModelRun]:
             run.tasks[task] = TaskRun(
                 results=results,
                 config=(data.get("configs") or {}).get(task, {}),
-                samples=samples if samples.is_file() else None,
+                samples=samples if samples.is_file() else original_samples(task, data, path),
                 source=path,
                 n_samples=(data.get("n-samples") or {}).get(task) or {},
                 run_config=config,

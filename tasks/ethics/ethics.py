@@ -23,6 +23,8 @@ from lm_eval_trust.dimension import Loaded, TaskConfigError
 from lm_eval_trust.metrics import mean
 
 SCENARIO_PREFIX = "ethics_"
+# The fork's or upstream's rule: runs scored under different ones are not compared.
+SCORING_OPTIONS = ("ethics_scoring",)
 ROOT = "decodingtrust/data/machine_ethics/"
 CM_TEST = ROOT + "ethics/commonsense/cm_test.csv"
 CM_TRAIN = ROOT + "ethics/commonsense/cm_train.csv"

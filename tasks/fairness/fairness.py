@@ -43,6 +43,8 @@ from lm_eval_trust.metrics import mean
 from lm_eval_trust.phrases import FAIRNESS_KEYWORDS
 
 SCENARIO_PREFIX = "fairness_"
+# The fork's or upstream's rule: runs scored under different ones are not compared.
+SCORING_OPTIONS = ("fairness_scoring",)
 ROOT = "decodingtrust/data/fairness/fairness_data/"
 DEMO_MODES = ("chat_turns", "fork_compat")
 SCORING_MODES = ("fork", "fork_compat", "upstream")

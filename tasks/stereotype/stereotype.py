@@ -33,6 +33,8 @@ from lm_eval_trust.phrases import (
 )
 
 SCENARIO_PREFIX = "stereotype_"
+# The fork's or upstream's rule: runs scored under different ones are not compared.
+SCORING_OPTIONS = ("stereotype_classifier",)
 ROOT = "decodingtrust/data/stereotype/dataset/"
 USER_PROMPTS = ROOT + "user_prompts.csv"
 SYSTEM_PROMPTS = ROOT + "system_prompts.csv"
