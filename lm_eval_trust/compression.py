@@ -386,7 +386,13 @@ def label(spec: CompressionSpec, measured_sparsity: float = 0.0, checkpoint_form
         return f"{spec.compress} {pruning}"
     if pruning:
         return f"pruned {pruning}"
-    return f"{checkpoint_format} checkpoint" if checkpoint_format in QUANTIZERS else "dense"
+    return f"{checkpoint_format} checkpoint" if quantized_format(checkpoint_format) else "dense"
+
+
+def quantized_format(checkpoint_format: str | None) -> bool:
+    """A checkpoint saved quantized (GPTQ, AWQ, compressed-tensors, another quantizer's format),
+    whatever `compress=` said: a checkpoint loaded by path is labelled by what it holds."""
+    return checkpoint_format not in (None, "dense", "in-memory")
 
 
 def leaderboard_name(model: str, spec: CompressionSpec) -> str:

@@ -85,7 +85,14 @@ def test_the_report_names_a_run_as_this_module_does(spec, short, folder, name, b
 
 @pytest.mark.parametrize(
     ("sparsity", "fmt", "name"),
-    [(0.0, None, "dense"), (0.0, "gptq", "gptq checkpoint"), (0.12, None, "pruned 12% measured")],
+    [
+        (0.0, None, "dense"),
+        (0.0, "dense", "dense"),
+        (0.0, "gptq", "gptq checkpoint"),
+        # A compressed-tensors checkpoint loaded by path: labelled by what it holds, never "dense".
+        (0.0, "compressed-tensors", "compressed-tensors checkpoint"),
+        (0.12, None, "pruned 12% measured"),
+    ],
 )
 def test_uncompressed_runs_are_named_by_what_was_measured(sparsity, fmt, name):
     from lm_eval_trust.report.runs import ModelRun
@@ -93,6 +100,7 @@ def test_uncompressed_runs_are_named_by_what_was_measured(sparsity, fmt, name):
     measured = {"sparsity": sparsity, "checkpoint_format": fmt}
     run = ModelRun("key", "tiny", {"compression": None, "weights_measured": measured})
     assert label(CompressionSpec(), sparsity, fmt) == run.compression_name == name
+    assert run.is_dense == (name == "dense")
 
 
 def test_calibration_keys_go_into_model_args_only_when_not_default():

@@ -16,11 +16,11 @@ from lm_eval.utils import simple_parse_args_string
 
 from lm_eval_trust.compression import (
     PRUNED_SPARSITY,
-    QUANTIZERS,
     CompressionSpec,
     label,
     leaderboard_name,
     pruning_label,
+    quantized_format,
 )
 
 DENSE_BITS = 16
@@ -101,7 +101,7 @@ class ModelRun:
         return (
             self.method == "none"
             and self.measured_sparsity < PRUNED_SPARSITY
-            and self.checkpoint_format not in QUANTIZERS
+            and not quantized_format(self.checkpoint_format)
         )
 
     @property
