@@ -32,7 +32,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = DataRoot(None)
     texts = [t for name in offline.GPT_FILES for t in offline.gpt_texts(data, name)[0]][: args.texts]
-    scorers = [offline.OfflineScorer(data), offline.OfflineLMScorer(data)]
+    scorers = []
+    for make in (offline.OfflineScorer, offline.OfflineLMScorer):
+        start = time.perf_counter()
+        scorers.append(make(data))
+        print(f"{make.name}: built in {time.perf_counter() - start:.1f} s (the fit included when not cached)")
     device = scorers[1].features().device  # loading the 8 layers is part of building, not of scoring
     print(f"{len(texts)} texts, {args.threads} torch thread(s), offline-lm's model on {device}")
     seconds = {}
