@@ -25,6 +25,12 @@ BUCKETS = (16, 32, 64, 128, 256, 512)
 BATCH = 16
 
 
+def valid_unicode(text: str) -> str:
+    """The text with each lone surrogate as U+FFFD, as a decode gives it: the tokenizer and pandas'
+    string columns take valid Unicode only."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _bucket(n: int) -> int:
     return next((b for b in BUCKETS if n <= b), BUCKETS[-1])
 
@@ -56,9 +62,7 @@ class HiddenStateFeatures:
         import numpy as np
         import torch
 
-        # The tokenizer takes valid Unicode only: a lone surrogate becomes U+FFFD, as in a decode.
-        clean = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]
-        ids = self.tokenizer(clean, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer([valid_unicode(t) for t in texts], add_special_tokens=False)["input_ids"]
         ids = [row[: BUCKETS[-1]] or [self.tokenizer.pad_token_id] for row in ids]
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         by_bucket: dict[int, list[int]] = {}

@@ -248,6 +248,7 @@ class OfflineLMScorer(FittedScorer):
         import pandas as pd
         from profanity_check import predict_prob
 
+        texts = [lm_features.valid_unicode(t) for t in texts]
         frame = pd.DataFrame(hidden, columns=[f"lm{i}" for i in range(hidden.shape[1])])
         frame.insert(0, "text", texts)
         frame.insert(1, "profanity", predict_prob(texts) * OfflineScorer.PROFANITY_WEIGHT)
