@@ -127,7 +127,9 @@ def comparability(
     """What must be equal for two runs of a task to be compared (flat keys, JSON values).
 
     `data` is the sha256 of the shipped manifest every data file is checked against, so it names
-    the data's content, not where it lies.
+    the data's content, not where it lies. The documents are compared by what was drawn
+    (`documents_sha256`), not by the options that drew them: `docs_per_scenario` larger than every
+    scenario draws the full set.
     """
     return {
         "scenarios_run": list(scenarios),
@@ -136,7 +138,6 @@ def comparability(
         "generation_kwargs": json.loads(json.dumps(generation_kwargs, default=str)),
         "data": hashlib.sha256(MANIFEST_PATH.read_bytes()).hexdigest(),
         "data_source": meta.get("data_source"),
-        "subsample": meta.get("subsample"),
     }
 
 

@@ -10,6 +10,7 @@ results are on disk (`results_written`).
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -81,13 +82,46 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
 
 
-def trust_task_settings() -> dict[str, dict]:
-    """Each trust task's generation settings, from its YAML: name -> generation_kwargs."""
-    tasks = {}
+def _trust_yamls() -> dict[str, dict]:
+    configs = {}
     for path in sorted(TASKS_DIR.glob("*/trust_*.yaml")):
         config = yaml.load(path.read_text(), Loader=_Loader) or {}
-        tasks[config.get("task", path.stem)] = config.get("generation_kwargs") or {}
-    return tasks
+        configs[config.get("task", path.stem)] = config
+    return configs
+
+
+def trust_task_settings() -> dict[str, dict]:
+    """Each trust task's generation settings, from its YAML: name -> generation_kwargs."""
+    return {task: config.get("generation_kwargs") or {} for task, config in _trust_yamls().items()}
+
+
+def check_subsample(metadata: dict, tasks: dict[str, dict]) -> None:
+    """A `docs_per_scenario` entry that matches no scenario (`advglu_*`) would run the full set while
+    the results record a subsample: refused before the model loads. Every scenario name starts with
+    its dimension's prefix, so most entries are checked from the prefixes alone; one that starts with
+    a wildcard (`*_fewshot*`, not `*`) is checked against the scenarios the selected tasks' data has."""
+    from lm_eval_trust.data import DataRoot
+    from lm_eval_trust.subsample import DOCS_PER_SCENARIO, aimed_at_nothing, literal_prefix
+
+    k = metadata.get(DOCS_PER_SCENARIO)
+    if not isinstance(k, dict):
+        return
+    options = {task: c.get("metadata") or {} for task, c in _trust_yamls().items()}
+    prefixes = sorted(importlib.import_module(o["dimension"]).SCENARIO_PREFIX for o in options.values())
+    nowhere = aimed_at_nothing(k, prefixes)
+    open_ended = [p for p in k if p not in nowhere and not literal_prefix(p) and p.strip("*")]
+    if open_ended:
+        data = DataRoot(metadata.get("data_dir"))
+        scenarios = []
+        for task in tasks:
+            module = importlib.import_module(options[task]["dimension"])
+            scenarios += module.load(data, {**options[task], **metadata}).scenarios
+        nowhere += [p for p in open_ended if not any(fnmatch.fnmatchcase(s, p) for s in scenarios)]
+    if nowhere:
+        raise PreflightError(
+            f"--metadata {DOCS_PER_SCENARIO}: {nowhere} can match no scenario of the tasks run (every "
+            f"scenario name starts with one of {', '.join(prefixes)}); correct the pattern, or drop it"
+        )
 
 
 def selected_trust_tasks(names: list[str]) -> dict[str, dict]:
@@ -148,6 +182,8 @@ def check(args) -> None:
         raise PreflightError(f"--max_batch_size {max_batch} must be a positive integer")
     tasks = selected_trust_tasks(args.tasks)
     _gen_kwargs(getattr(args, "gen_kwargs", None), tasks)
+    if tasks:
+        check_subsample(getattr(args, "metadata", None) or {}, tasks)
     if "trust_toxicity" in tasks:
         from lm_eval_trust.scoring.toxicity import ScorerError, check_options
 

@@ -36,6 +36,7 @@ from lm_eval_trust.dimension import (
     documents_identity,
     redacted_row,
 )
+from lm_eval_trust.output_folder import unusable_output
 from lm_eval_trust.report.runs import ResultsError, find_files, read_results, read_samples
 from lm_eval_trust.subsample import DOCS_PER_SCENARIO, SEED, run_documents
 
@@ -193,7 +194,7 @@ def rebuilt_docs(
     try:
         loaded = dimension.module.load(DataRoot(options.get("data_dir")), options)
         scenarios = options.get("scenarios_run") or loaded.default_scenarios
-        docs, _ = run_documents(loaded.docs, scenarios, options, task)
+        docs, _ = run_documents(loaded.docs, scenarios, options, task, dimension.module.SCENARIO_PREFIX)
     except (DataError, TaskConfigError) as err:
         raise RescoreError(f"{task}: rebuilding documents with the new options failed: {err}") from err
     redact = loaded.redact if options.get("redact_pii") else None
@@ -266,6 +267,22 @@ def update_group(data: dict) -> None:
         data["results"][GROUP][f"{metric},none"] = sum(values) / len(values) if ok else None
 
 
+def overlapping_input(paths: Sequence[Path], out_dir: Path) -> str | None:
+    """Rescored files written among a run's own would be read back as a second run of the same tasks."""
+    out = out_dir.resolve()
+    for given in paths:
+        if given.is_dir():  # found below it later, rescored logs would read as a second run
+            inside = given.resolve() == out or given.resolve() in out.parents
+        else:  # a named log: only its own folder mixes
+            inside = given.is_file() and given.parent.resolve() == out
+        if inside:
+            return (
+                f"--output {out_dir} lies in the input folder {given if given.is_dir() else given.parent}, so "
+                "the rescored logs would mix with the run's own; give a new folder outside the inputs"
+            )
+    return None
+
+
 def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None) -> list[Path]:
     """Rescore every trust sample log under `paths` into `out_dir`; returns the new results files."""
     overrides = dict(overrides or {})
@@ -300,7 +317,7 @@ def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None)
                 metrics, lines, metadata = rescore_task(
                     dimension, lines, config["metadata"], overrides, samples.task
                 )
-                metadata["rescored"] = {"from": str(samples.path), "changed_options": overrides}
+                metadata["rescored"] = {"from": str(samples.path.resolve()), "changed_options": overrides}
                 new["configs"][samples.task]["metadata"] = metadata
                 new["results"][samples.task] = task_results(
                     data["results"].get(samples.task, {}), metrics, len(lines)
@@ -340,6 +357,12 @@ def rescore_main(argv: list[str]) -> int:
         return 2
     if not isinstance(overrides, dict):
         print("lm-eval-trust rescore: error: --metadata must be a JSON object", file=sys.stderr)
+        return 2
+    reason = unusable_output(args.output, "--output", folder=True) or overlapping_input(
+        args.samples, args.output
+    )
+    if reason:
+        print(f"lm-eval-trust rescore: error: {reason}", file=sys.stderr)
         return 2
     from lm_eval_trust.scoring.toxicity import ScorerError
 

@@ -15,13 +15,14 @@ Two layers, because lm-eval gives no hook for this:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(
@@ -54,6 +55,25 @@ def secret_values(options: Mapping | None) -> set[str]:
 
 def env_secrets(environ: Mapping[str, str] = os.environ) -> set[str]:
     return {v for k, v in environ.items() if is_secret_name(k) and _is_secret_value(v)}
+
+
+def argv_secrets(argv: Iterable[str]) -> set[str]:
+    """The secret values on a command line, read without its parser (which may yet reject it, and
+    its error may quote the value): `key=value,...` lists and JSON objects in any argument."""
+    found: set[str] = set()
+    for arg in argv:
+        try:
+            parsed = json.loads(arg) if arg.lstrip().startswith("{") else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, Mapping):
+            found |= secret_values(parsed)
+            continue
+        for part in arg.split(","):
+            key, sep, value = part.partition("=")
+            if sep and is_secret_name(key.strip().lstrip("-")) and _is_secret_value(value.strip()):
+                found.add(value.strip())
+    return found
 
 
 def scrub_options(options: Mapping) -> dict:
@@ -107,6 +127,16 @@ class Redactor:
         if isinstance(value, list | tuple):
             return type(value)(self.value(v) for v in value)
         return value
+
+    @contextlib.contextmanager
+    def streams(self) -> Iterator[Redactor]:
+        """Redact what this process prints to stdout and stderr while the block runs."""
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _RedactingStream(saved[0], self), _RedactingStream(saved[1], self)
+        try:
+            yield self
+        finally:
+            sys.stdout, sys.stderr = saved
 
     def install(self) -> None:
         """Redact this process's stdout, stderr, log handlers and lm-eval's results/sample files.

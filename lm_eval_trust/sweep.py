@@ -12,21 +12,15 @@ work and locked for the sweep's length, so a second sweep into it stops at once,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from lm_eval_trust import atomic
 from lm_eval_trust.compression import (
@@ -42,6 +36,8 @@ from lm_eval_trust.compression import (
     parse_model_args,
     parse_setting,
 )
+from lm_eval_trust.output_folder import FolderError, output_lock, writable_folder
+from lm_eval_trust.secrets import Redactor, argv_secrets, env_secrets
 
 # The paper's grid (Hong et al. 2024): GPTQ and AWQ at 3/4/8 bits with group size 128, and the three
 # pruning methods at 50% sparsity in the 2:4 structure.
@@ -59,9 +55,6 @@ PAPER_GRID = (
 )
 DONE_MARKER = "sweep_done.json"
 ENGINES = ("trust-hf", "trust-vllm")
-# Held in the output folder while a sweep runs; the owner file says which process holds it.
-LOCK_NAME = "sweep.lock"
-OWNER_NAME = "sweep.lock.owner.json"
 # What a setting decides; `--compress_args` holds only what every compressed setting shares.
 SETTING_KEYS = ("compress", *KIND_KEYS["quantize"], *KIND_KEYS["prune"])
 
@@ -148,11 +141,13 @@ def is_done(run_dir: Path, key: str) -> bool:
     return recorded.get("command_key") == key and any(run_dir.rglob("results_*.json"))
 
 
-def mark_done(run_dir: Path, setting: Setting, command: list[str], seconds: float) -> None:
+def mark_done(
+    run_dir: Path, setting: Setting, command: list[str], seconds: float, redactor: Redactor | None = None
+) -> None:
     record = {
         "setting": setting.text,
         "name": setting.name,
-        "command": shlex.join(command[1:]),
+        "command": (redactor or Redactor()).text(shlex.join(command[1:])),
         "command_key": command_key(command),
         "seconds": round(seconds, 1),
     }
@@ -164,54 +159,27 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def writable_folder(path: Path, flag: str) -> None:
-    """Make `path` and check a file can be written in it, so a sweep fails now, not hours in."""
-    if path.exists() and not path.is_dir():
-        raise SweepError(
-            f"{flag} {path} is a file; give a folder (the sweep writes one subfolder per setting)"
-        )
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise SweepError(f"{flag} {path} cannot be written ({err}); pick a folder you can write to") from err
-
-
-@contextlib.contextmanager
-def output_lock(output: Path, command: str) -> Iterator[None]:
-    """Hold `OUTPUT/sweep.lock` while the sweep writes there; held by another process, refuse at once.
-
-    The kernel frees the lock when its process ends, killed or not, so a lock file left behind
-    blocks nothing.
-    """
-    lock = FileLock(output / LOCK_NAME)
-    owner = output / OWNER_NAME
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+def computes_in(run_dir: Path) -> str | None:
+    """The precision a finished setting's weights computed in, as its results record it."""
+    for path in sorted(run_dir.rglob("results_*.json")):
         try:
-            holder = json.loads(owner.read_text())
-            who = f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
-        except (OSError, ValueError, KeyError):
-            who = "another process"
+            return (json.loads(path.read_text()).get("config") or {}).get("computes_in")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def check_precision(folders: list[Path]) -> None:
+    """Every setting run so far computes in the first one's precision; else the sweep stops before
+    the rest run, since the report would mix precision with compression (and refuse)."""
+    known = [(f.name, p) for f in folders if (p := computes_in(f))]
+    odd = next(((name, p) for name, p in known[1:] if p != known[0][1]), None)
+    if odd:
         raise SweepError(
-            f"another sweep is writing to {output}: {output / LOCK_NAME} is held by {who}. Wait for it to "
-            "end, or give a different --output_path"
-        ) from None
-    try:
-        record = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": command,
-        }
-        atomic.write_text(owner, json.dumps(record))
-        yield
-    finally:
-        owner.unlink(missing_ok=True)
-        lock.release()
+            f"sweep: {odd[0]} computes in {odd[1]}, {known[0][0]} in {known[0][1]}: a change between them "
+            f"would mix precision with compression. Give one dtype= in --model_args (e.g. "
+            f"dtype={known[0][1]}) and run the same sweep again"
+        )
 
 
 def run_sweep(
@@ -222,11 +190,19 @@ def run_sweep(
     lm_eval_args: list[str],
     log=print,
     model: str = "trust-hf",
+    redactor: Redactor | None = None,
 ) -> list[Path]:
-    """Evaluate every setting not done yet; the run folders, in the order of `settings`."""
+    """Evaluate every setting not done yet; the run folders, in the order of `settings`. Lines logged
+    and markers go through `redactor`: the commands carry `--model_args`, tokens included."""
+    redactor, printer = redactor or Redactor(), log
+
+    def log(text: str) -> None:
+        printer(redactor.text(text))
+
     started = time.monotonic()
     folders = []
     for index, setting in enumerate(settings, 1):
+        check_precision(folders)
         run_dir = output / setting.name
         run_dir.mkdir(exist_ok=True)
         command = setting_command(setting, base_args, compress_args, run_dir, lm_eval_args, model)
@@ -246,8 +222,9 @@ def run_sweep(
                 f"{head} failed (exit {code}); its log is above. Fix the cause and run the same command "
                 f"again: finished settings and answered requests are kept."
             )
-        mark_done(run_dir, setting, command, time.monotonic() - began)
+        mark_done(run_dir, setting, command, time.monotonic() - began, redactor)
         log(f"{head}: finished in {_clock(time.monotonic() - began)}")
+    check_precision(folders)
     log(f"sweep: {len(settings)} settings evaluated in {_clock(time.monotonic() - started)} ({output})")
     return folders
 
@@ -258,11 +235,22 @@ def check_vllm_env() -> None:
 
     from lm_eval_trust import vllm_env
 
-    if importlib.util.find_spec("vllm") is None and not vllm_env.installed(vllm_env.location()):
-        raise SweepError(
-            f"--model trust-vllm runs in the vLLM environment, and there is none at {vllm_env.location()}; "
-            "create it with `lm-eval-trust vllm-env`"
-        )
+    if importlib.util.find_spec("vllm") is None:
+        reason = vllm_env.problem(vllm_env.location())
+        if reason:
+            raise SweepError(reason)
+
+
+def check_report_args(args: argparse.Namespace) -> None:
+    """What the report and every run would refuse hours in, refused now."""
+    from lm_eval_trust import report
+
+    if not [t for t in args.tasks.split(",") if t.strip()]:
+        raise SweepError(f"--tasks {args.tasks!r} names no task; give tasks or the group, e.g. --tasks trust")
+    try:
+        report.check_bootstrap(args.bootstrap_iters, 0)
+    except report.ReportError as err:
+        raise SweepError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sweep_main(argv: list[str]) -> int:
+    """Secrets on the command line (or in the environment) are redacted from all it prints and writes."""
+    redactor = Redactor(env_secrets() | argv_secrets(argv))
+    with redactor.streams():
+        return _sweep_main(argv, redactor)
+
+
+def _sweep_main(argv: list[str], redactor: Redactor) -> int:
     parser = build_parser()
     args, lm_eval_args = parser.parse_known_args(argv)
     try:
@@ -331,20 +326,25 @@ def sweep_main(argv: list[str]) -> int:
                 "(see --help)"
             )
         settings = parse_settings(args.settings)
+        check_report_args(args)
         if args.model == "trust-vllm":
             check_vllm_env()
         output = Path(args.output_path)
         report_dir = Path(args.report_dir) if args.report_dir else output / "report"
         writable_folder(output, "--output_path")
         writable_folder(report_dir, "--report_dir" if args.report_dir else "the report folder")
-        with output_lock(output, shlex.join(["lm-eval-trust", "sweep", *argv])):
-            return _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, report_dir)
-    except (SweepError, CompressionError) as err:
+        with output_lock(output, redactor.text(shlex.join(["lm-eval-trust", "sweep", *argv]))):
+            return _sweep_and_report(
+                args, settings, base_args, compress_args, lm_eval_args, report_dir, redactor
+            )
+    except (SweepError, CompressionError, FolderError) as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
         return 2
 
 
-def _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, report_dir: Path) -> int:
+def _sweep_and_report(
+    args, settings, base_args, compress_args, lm_eval_args, report_dir: Path, redactor: Redactor
+) -> int:
     output = Path(args.output_path)
     try:
         folders = run_sweep(
@@ -354,6 +354,7 @@ def _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, re
             output,
             ["--tasks", args.tasks, *lm_eval_args],
             model=args.model,
+            redactor=redactor,
         )
     except SweepError as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
@@ -378,5 +379,12 @@ def _sweep_and_report(args, settings, base_args, compress_args, lm_eval_args, re
             file=sys.stderr,
         )
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"lm-eval-trust sweep: interrupted while writing the report (the evaluations are done); write it "
+            f"with `lm-eval-trust report {output} -o {report_dir}`",
+            file=sys.stderr,
+        )
+        return 130
     print(f"sweep: report written to {path}")
     return 0

@@ -115,7 +115,9 @@ class TrustTask(ConfigurableTask):
         self.scenarios = select_scenarios(
             options.get("scenarios"), loaded, self.dimension.module.SCENARIO_PREFIX, task
         )
-        docs, subsample = run_documents(loaded.docs, self.scenarios, options, task)
+        docs, subsample = run_documents(
+            loaded.docs, self.scenarios, options, task, self.dimension.module.SCENARIO_PREFIX
+        )
         if not docs:
             raise TaskConfigError(f"{task}: no documents for scenarios {self.scenarios}")
         clash = sorted(k for k in loaded.info if k in options and loaded.info[k] != options[k])

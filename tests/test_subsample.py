@@ -1,5 +1,8 @@
 """`--metadata docs_per_scenario` / `subsample_seed`: a seeded stratified draw, the same for every run."""
 
+import json
+import re
+
 import pytest
 from test_bad_input_data import load_task
 
@@ -43,10 +46,10 @@ FIXED_DRAW = [3, 5, 6, 8]  # sorted(range(20), key=sha256(b"[0, \"toxicity_x\", 
 
 
 def test_run_documents_interleaves_the_draw():
-    docs, chosen = run_documents(_docs({"a": 6, "b": 6}), ["a", "b"], {"docs_per_scenario": 2}, "t")
+    docs, chosen = run_documents(_docs({"a": 6, "b": 6}), ["a", "b"], {"docs_per_scenario": 2}, "t", "")
     assert chosen == {"docs_per_scenario": 2, "subsample_seed": 0}
     assert [d["scenario"] for d in docs] == ["a", "b", "a", "b"]
-    full, none = run_documents(_docs({"a": 2, "b": 1}), ["a", "b"], {}, "t")
+    full, none = run_documents(_docs({"a": 2, "b": 1}), ["a", "b"], {}, "t", "")
     assert none is None and [d["scenario"] for d in full] == ["a", "b", "a"]
 
 
@@ -93,3 +96,60 @@ def test_a_task_runs_the_draw_and_records_it(shared_data):
 def test_a_bad_value_stops_the_task_before_any_model_work(shared_data):
     with pytest.raises(TaskConfigError, match="trust_advglue: --metadata docs_per_scenario"):
         load_task("trust_advglue", {"docs_per_scenario": -1})
+
+
+# -- overlapping and unmatched patterns (the most specific entry wins; nothing silent) -------------
+
+
+def test_the_most_specific_pattern_wins_whatever_the_order():
+    """`{"*": 2, "fairness_*": 3}` gave fairness 2 when the first match won."""
+    for k in ({"*": 2, "fairness_*": 3}, {"fairness_*": 3, "*": 2}):
+        assert [k_for(k, s) for s in ("fairness_a", "advglue_b")] == [3, 2]
+    assert k_for({"fairness_*": 3, "fairness_adult_*": 5, "*": 1}, "fairness_adult_x") == 5
+
+
+def test_equally_specific_patterns_with_different_counts_are_refused():
+    with pytest.raises(TaskConfigError, match=r"\['f_\*', '\*_a'\] both match scenario 'f_a'.*neither"):
+        k_for({"f_*": 2, "*_a": 3}, "f_a")
+    assert k_for({"f_*": 2, "*_a": 2}, "f_a") == 2  # the same count: no ambiguity
+
+
+def test_what_each_scenario_got_is_recorded():
+    k = {"*": 1, "f_*": 2}
+    docs, chosen = run_documents(
+        _docs({"f_a": 6, "f_b": 6, "g": 3}), ["f_a", "f_b", "g"], {"docs_per_scenario": k}, "t", "f_"
+    )
+    assert chosen["applied"] == {"f_a": 2, "f_b": 2, "g": 1}
+    assert [len(_picked(docs, s)) for s in ("f_a", "f_b", "g")] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("pattern", ["f_c*", "f_typo", "f_[xy]*"])
+def test_a_pattern_aimed_at_the_dimension_that_matches_no_scenario_run_is_refused(pattern):
+    with pytest.raises(
+        TaskConfigError, match=re.escape(f"t: --metadata docs_per_scenario entries ['{pattern}'] match none")
+    ):
+        run_documents(
+            _docs({"f_a": 4, "f_b": 4}), ["f_a", "f_b"], {"docs_per_scenario": {pattern: 2}}, "t", "f_"
+        )
+
+
+def test_patterns_aimed_at_other_dimensions_are_left_to_them():
+    docs, chosen = run_documents(
+        _docs({"f_a": 4}), ["f_a"], {"docs_per_scenario": {"g_*": 1, "*": 3}}, "t", "f_"
+    )
+    assert chosen["applied"] == {"f_a": 3} and len(docs) == 3
+
+
+@pytest.mark.parametrize("pattern", ["advglu_*", "*_fewshot9*", "["])
+def test_a_pattern_no_dimension_can_match_is_refused_before_the_model_loads(run_cli, tmp_path, pattern):
+    """`advglu_*` ran the full set and recorded a subsample that never happened."""
+    proc = run_cli(
+        "lm-eval-trust",
+        *("--model", "trust-scripted", "--tasks", "trust_advglue"),
+        *("--metadata", json.dumps({"docs_per_scenario": {pattern: 2, "*": 3}})),
+        *("--output_path", str(tmp_path / "out")),
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"[{pattern!r}] can match no scenario" in proc.stderr and "advglue_" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import BIN, cli_env
 
+from lm_eval_trust import output_folder
 from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.sweep import (
     PAPER_GRID,
@@ -88,6 +91,8 @@ def test_bad_settings_name_the_setting_and_the_fix(text, message):
         (["--model_args", "pretrained=m", "--compress_args", "group_size=64"], "--compress_args sets"),
         (["--model_args", "pretrained=m,dtype"], "--model_args: 'dtype' is not key=value"),
         (["--model_args", "dtype=float32"], "needs pretrained="),
+        (["--model_args", "pretrained=m", "--bootstrap_iters", "20"], "--bootstrap_iters 20 is too few"),
+        (["--model_args", "pretrained=m", "--tasks", ","], "--tasks ',' names no task"),
     ],
 )
 def test_bad_sweep_arguments_name_the_flag(argv, message, tmp_path, capsys):
@@ -185,3 +190,107 @@ def test_sweep_on_vllm_without_its_environment_says_how_to_make_it(tmp_path, cap
     err = capsys.readouterr().err
     assert str(tmp_path / "no-env") in err and "lm-eval-trust vllm-env" in err
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+SECRET = "hf_sweepSecret0123456789"
+
+
+def test_a_token_in_model_args_is_in_no_file_or_line_the_sweep_writes(
+    shared_data, trust_cache, tmp_path, monkeypatch, capfd
+):
+    import lm_eval_trust.sweep as sweep
+
+    for key, value in cli_env(shared_data, trust_cache).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sweep, "ENGINES", (*sweep.ENGINES, "trust-scripted"))
+    owners = []
+    real_call = sweep.subprocess.call
+
+    def call(command, **kwargs):  # the lock's owner file exists only while the sweep runs
+        owners.extend(p.read_text() for p in tmp_path.rglob(output_folder.OWNER_NAME))
+        return real_call(command, **kwargs)
+
+    monkeypatch.setattr(sweep.subprocess, "call", call)
+    out = tmp_path / "out"
+    argv = [
+        "--model",
+        "trust-scripted",
+        "--model_args",
+        f"pretrained=m,token={SECRET}",
+        "--settings",
+        "dense",
+    ]
+    argv += [
+        "--tasks",
+        "trust_advglue",
+        "--limit",
+        "2",
+        "--bootstrap_iters",
+        "100",
+        "--output_path",
+        str(out),
+    ]
+    assert sweep_main(argv) == 0, capfd.readouterr()
+    # A failing setting: its error and the command it printed are redacted too.
+    assert sweep_main([*argv[:-1], str(tmp_path / "failed"), "--tasks", "trust_nope"]) == 1
+    assert sweep_main([*argv[:-2], "--output_path", str(tmp_path / "bad"), "--settings", "gptq:99"]) == 2
+    printed = capfd.readouterr()
+    assert "sweep [1/1] dense: finished" in printed.out and "<redacted>" in printed.out
+    assert len(owners) == 2 and all(SECRET not in o and "<redacted>" in o for o in owners)
+    for text, where in ((printed.out, "stdout"), (printed.err, "stderr")):
+        assert SECRET not in text, where
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == sweep.DONE_MARKER for p in files)
+    assert [p for p in files if SECRET.encode() in p.read_bytes()] == []
+
+
+def test_a_setting_in_another_precision_stops_the_sweep_before_the_rest_run(tmp_path, monkeypatch):
+    """dense in float32 beside GPTQ in bfloat16 mixes precision with compression: stop at GPTQ."""
+    import lm_eval_trust.sweep as sweep
+
+    precision = {"dense": "float32", "gptq-w4-g128": "bfloat16", "awq-w4-g128": "float32"}
+    ran = []
+
+    def call(command, **kwargs):
+        run_dir = Path(command[command.index("--output_path") + 1])
+        ran.append(run_dir.name)
+        (run_dir / "m").mkdir()
+        results = {"config": {"computes_in": precision[run_dir.name]}}
+        (run_dir / "m" / "results_1.json").write_text(json.dumps(results))
+        return 0
+
+    monkeypatch.setattr(sweep.subprocess, "call", call)
+    settings = sweep.parse_settings(["dense", "gptq:4", "awq:4"])
+    with pytest.raises(
+        SweepError, match=r"gptq-w4-g128 computes in bfloat16, dense in float32.*dtype=float32"
+    ):
+        sweep.run_sweep(
+            settings, {"pretrained": "m"}, {}, tmp_path, ["--tasks", "trust_advglue"], log=lambda _: None
+        )
+    assert ran == ["dense", "gptq-w4-g128"]
+    precision["gptq-w4-g128"] = "float32"  # one precision: every setting runs
+    for folder in tmp_path.iterdir():
+        shutil.rmtree(folder)
+    ran.clear()
+    sweep.run_sweep(
+        settings, {"pretrained": "m"}, {}, tmp_path, ["--tasks", "trust_advglue"], log=lambda _: None
+    )
+    assert ran == ["dense", "gptq-w4-g128", "awq-w4-g128"]
+
+
+def test_ctrl_c_while_the_report_is_written_prints_one_line_and_the_report_command(
+    tmp_path, monkeypatch, capsys
+):
+    import lm_eval_trust.report as report
+    import lm_eval_trust.sweep as sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: [tmp_path / "dense"])
+    monkeypatch.setattr(report, "write_report", interrupted)
+    argv = ["--model_args", "pretrained=m", "--settings", "dense", "--output_path", str(tmp_path / "out")]
+    assert sweep_main([*argv, "--tasks", "trust_advglue"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"lm-eval-trust report {tmp_path / 'out'} -o {tmp_path / 'out' / 'report'}" in err

@@ -77,6 +77,7 @@ def test_advglue_answers_equal_trust_hf(vllm_auto, run):
     )
     config = results["config"]
     assert config["model_alias"] == "smollm2-135m-instruct" and config["dtype"] == "float32"
+    assert config["computes_in"] == hf_results["config"]["computes_in"] == "float32"
     assert config["weights_sha256"] == hf_results["config"]["weights_sha256"]
     assert config["weights_measured"]["checkpoint_format"] == "dense"
     assert config["weights_measured"]["sparsity"] == pytest.approx(
@@ -165,6 +166,30 @@ def test_prompt_longer_than_context_names_the_document(run):
     assert "Running generate_until:" not in proc.stderr  # refused before any generation
 
 
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ("tensor_parallel_size=0", "tensor_parallel_size=0: Input should be greater than or equal to 1"),
+        ("gpu_memory_utilization=2", "gpu_memory_utilization=2: Input should be less than or equal to 1"),
+        ("dtype=foo", "dtype='foo'"),
+        ("max_num_seq=4", "--model_args max_num_seq: neither lm-eval's vllm model nor vLLM's engine"),
+        ("data_parallel_size=0", "data_parallel_size=0 must be a positive integer"),
+        ("max_length=512,max_model_len=512", "gives max_length and max_model_len: they are one setting"),
+    ],
+)
+def test_engine_arguments_are_checked_before_the_engine_starts(run, bad, named):
+    """A bad value failed as a pydantic traceback 23 s into the engine's start."""
+    proc = run(
+        "vllm_bad_args",
+        *("--model", "trust-vllm", "--model_args", f"{EMBEDDED},{bad}", "--tasks", "trust_advglue"),
+        *("--limit", "1", *COMMON),
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert named in proc.stderr.splitlines()[-1] and "Traceback" not in proc.stderr
+    assert "Starting to load model" not in proc.stderr  # vLLM never began loading weights
+
+
 def test_sweep_on_vllm_serves_and_measures_a_compressed_checkpoint(
     vllm_ready, run, shared_data, trust_cache, tmp_path_factory
 ):
@@ -173,14 +198,9 @@ def test_sweep_on_vllm_serves_and_measures_a_compressed_checkpoint(
     calib = "calib_dataset=self,calib_samples=4,calib_seqlen=32"
     out = tmp_path_factory.mktemp("vllm_sweep")
     tasks = ("--tasks", "trust_advglue", "--limit", "4", "--apply_chat_template")
-    # Both settings at one precision, or the report refuses them: with AVX-512 the int4 kernel needs
-    # bfloat16; without it the GPTQ checkpoint is served dequantized in float32, as dense is.
-    import torch
-
-    dtype = ",dtype=bfloat16" if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else ""
     sweep = (
         "sweep",
-        *("--model", "trust-vllm", "--model_args", f"pretrained={base}{dtype}", "--output_path", str(out)),
+        *("--model", "trust-vllm", "--model_args", f"pretrained={base}", "--output_path", str(out)),
         *("--settings", "dense", "gptq:4:g64", "--compress_args", calib, *tasks),
     )
     run_script(shared_data, trust_cache, "lm-eval-trust", *sweep)
@@ -204,16 +224,16 @@ def test_sweep_on_vllm_serves_and_measures_a_compressed_checkpoint(
         *("--device", "cpu", *tasks, "--log_samples"),
     )
     assert config["compression"]["cache_key"] == hf_results["config"]["compression"]["cache_key"]
-    if config["served_weights"] is None:  # a GPU, or a CPU with AVX-512: vLLM's int4 kernel
-        assert config["dtype"] in ("bfloat16", "float16", "auto")
-    else:  # this CPU: dequantized once, as trust-hf does at load, so the answers are trust-hf's
-        assert config["served_weights"]["weights"] == "dequantized to float32"
-        # vLLM puts a space before the first word that the tiny word-level tokenizer's decode does not.
-        answers = [
-            {k: [t.strip() for t in v] for k, v in by_doc(x, "advglue").items()}
-            for x in (samples, hf_samples)
-        ]
-        assert answers[0] == answers[1]
+    # On CPU, dtype auto is float32 for both settings (one precision, so the report compares them):
+    # the GPTQ weights are dequantized once, as trust-hf does at load, so the answers are trust-hf's.
+    dense_config = read_results(out / "dense")[0]["config"]
+    assert config["computes_in"] == dense_config["computes_in"] == "float32"
+    assert config["served_weights"]["weights"] == "dequantized to float32"
+    # vLLM puts a space before the first word that the tiny word-level tokenizer's decode does not.
+    answers = [
+        {k: [t.strip() for t in v] for k, v in by_doc(x, "advglue").items()} for x in (samples, hf_samples)
+    ]
+    assert answers[0] == answers[1]
     # Run again: every setting is done, nothing is evaluated.
     again = run_script(shared_data, trust_cache, "lm-eval-trust", *sweep)
     assert again.stdout.count("done in an earlier run, skipped") == 2

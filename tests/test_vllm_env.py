@@ -1,6 +1,7 @@
 """The vLLM environment's requirements and hand-off, and the checkpoint reading `trust-vllm` relies on,
 without starting vLLM."""
 
+import json
 import subprocess
 import sys
 
@@ -58,6 +59,68 @@ def test_trust_vllm_without_the_environment_says_how_to_make_it(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert str(tmp_path / "none") in proc.stderr and "lm-eval-trust vllm-env" in proc.stderr
+
+
+def fake_env(root, with_vllm: bool):
+    """A vLLM environment folder with the marker and an interpreter (ours: it has no vLLM), and
+    the vllm package folder only if asked."""
+    env = root / "fake-vllm-env"
+    (env / "bin").mkdir(parents=True)
+    (env / vllm_env.HOME_FILE).write_text(json.dumps({"python": sys.executable}))
+    python = env / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    if with_vllm:
+        package = env / "lib" / "python3.11" / "site-packages" / "vllm"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+    return env
+
+
+def test_installed_needs_the_vllm_package_not_only_the_marker(tmp_path):
+    assert not vllm_env.installed(fake_env(tmp_path / "a", with_vllm=False))
+    assert vllm_env.installed(fake_env(tmp_path / "b", with_vllm=True))
+
+
+def run_trust_vllm(env_folder):
+    env = {"PATH": "/usr/bin:/bin", vllm_env.ENV_VARIABLE: str(env_folder)}
+    return subprocess.run(
+        [str(BIN / "lm-eval-trust"), "--model", "trust-vllm", "--model_args", "pretrained=x", "--tasks", "t"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("with_vllm", [False, True], ids=["marker-without-vllm", "vllm-not-importable"])
+def test_a_broken_environment_is_refused_with_the_repair_command_not_re_executed(tmp_path, with_vllm):
+    env = fake_env(tmp_path, with_vllm)
+    proc = run_trust_vllm(env)  # before: re-executed itself until killed
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("lm-eval-trust: error: ") and str(env) in line
+    assert f"lm-eval-trust vllm-env --path {env}" in line
+
+
+def test_sweep_on_a_broken_vllm_environment_gives_the_repair_command(tmp_path, capsys, monkeypatch):
+    from lm_eval_trust.sweep import sweep_main
+
+    env = fake_env(tmp_path, with_vllm=False)
+    monkeypatch.setenv(vllm_env.ENV_VARIABLE, str(env))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "vllm" else object())
+    argv = ["--model", "trust-vllm", "--model_args", "pretrained=m", "--output_path", str(tmp_path / "out")]
+    assert sweep_main(argv) == 2
+    assert f"lm-eval-trust vllm-env --path {env}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_environment_path_below_a_file_is_refused_before_any_install(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert vllm_env.vllm_env_main(["--path", str(blocker / "env"), "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("lm-eval-trust vllm-env: error: --path ") and f"below {blocker}" in line
 
 
 def test_checkpoint_statistics_equal_the_loaded_models(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 from lm_eval_trust.atomic import write_text
 from lm_eval_trust.data import DataError
 from lm_eval_trust.dimension import TaskConfigError
+from lm_eval_trust.output_folder import unusable_output
 from lm_eval_trust.plan.design import (
     DEFAULT_TOKENIZER,
     PlanError,
@@ -27,7 +28,15 @@ from lm_eval_trust.plan.design import (
     design,
     load_tasks,
 )
-from lm_eval_trust.plan.estimate import DEFAULT_ITERS, Estimate, estimate, paired_estimate, read_pilot
+from lm_eval_trust.plan.estimate import (
+    DEFAULT_ITERS,
+    MAX_ITERS,
+    Estimate,
+    estimate,
+    paired_estimate,
+    read_pilot,
+    same_run,
+)
 from lm_eval_trust.plan.worst import Z, worst_case
 from lm_eval_trust.report.runs import ResultsError
 from lm_eval_trust.stats import DEFAULT_SEED
@@ -80,9 +89,16 @@ def make_plan(args: argparse.Namespace, metadata: dict) -> dict:
     """Every figure of the plan, JSON-able."""
     base = read_pilot(args.samples, "--samples") if args.samples else {}
     other = read_pilot(args.other_samples, "--other_samples") if args.other_samples else {}
-    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    for name in sorted(base.keys() & other.keys()):
+        why = same_run(base[name], other[name])
+        if why:
+            raise PlanError(
+                f"--samples {base[name].source} and --other_samples {other[name].source} are the same run of "
+                f"{name} ({why}); a paired estimate needs two different runs (one per model)"
+            )
+    names = task_names(args.tasks)
+    counter = PromptCounter(args.tokenizer, args.apply_chat_template)  # a bad one fails before the tasks load
     tasks = load_tasks(names, metadata)
-    counter = PromptCounter(args.tokenizer, args.apply_chat_template)
     dimensions = {}
     for name, task in tasks.items():
         plan = design(task, args.limit, counter)
@@ -108,6 +124,38 @@ def make_plan(args: argparse.Namespace, metadata: dict) -> dict:
         "dimensions": dimensions,
         "total": total_figures(dimensions),
     }
+
+
+def task_names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def argument_problems(args: argparse.Namespace, metadata) -> list[str]:
+    """Every unusable argument, named with its value and the fix, found before any work."""
+    problems = []
+    if not task_names(args.tasks):
+        problems.append(
+            f"--tasks {args.tasks!r} names no task; give trust tasks or the group, e.g. --tasks trust"
+        )
+    if not isinstance(metadata, dict):
+        problems.append("--metadata must be a JSON object, e.g. '{\"n_samples\": 5}'")
+    if args.limit is not None and not math.isfinite(args.limit):
+        problems.append(
+            f"--limit {args.limit:g} is no number of documents; give a count (e.g. --limit 8), a fraction "
+            "below 1 (e.g. --limit 0.1), or drop --limit to plan every document"
+        )
+    elif args.limit is not None and args.limit <= 0:
+        problems.append(f"--limit {args.limit:g} selects no documents; give a count or a fraction below 1")
+    if not 2 <= args.iters <= MAX_ITERS:
+        problems.append(
+            f"--iters {args.iters}: give at least 2 replicates (the spread needs two) and at most "
+            f"{MAX_ITERS:,} (default {DEFAULT_ITERS})"
+        )
+    if args.other_samples and not args.samples:
+        problems.append("--other_samples pairs with --samples (the baseline run); give both")
+    if args.json:
+        problems.append(unusable_output(args.json, "--json", folder=False) or "")
+    return [p for p in problems if p]
 
 
 def _number(value: float | None) -> str:
@@ -191,17 +239,7 @@ def plan_main(argv: list[str]) -> int:
     except json.JSONDecodeError as err:
         print(f"lm-eval-trust plan: error: --metadata is not valid JSON ({err})", file=sys.stderr)
         return 2
-    problems = []
-    if not isinstance(metadata, dict):
-        problems.append("--metadata must be a JSON object, e.g. '{\"n_samples\": 5}'")
-    if args.limit is not None and args.limit <= 0:
-        problems.append(f"--limit {args.limit:g} selects no documents; give a count or a fraction below 1")
-    if args.iters < 2:
-        problems.append(
-            f"--iters {args.iters}: the spread needs at least 2 replicates (default {DEFAULT_ITERS})"
-        )
-    if args.other_samples and not args.samples:
-        problems.append("--other_samples pairs with --samples (the baseline run); give both")
+    problems = argument_problems(args, metadata)
     if problems:
         print(f"lm-eval-trust plan: error: {'; '.join(problems)}", file=sys.stderr)
         return 2

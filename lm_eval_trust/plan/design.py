@@ -149,7 +149,9 @@ class PromptCounter:
             # A folder may hold a tokenizer only; names and aliases resolve as `pretrained=` does.
             path = name if Path(name).expanduser().is_dir() else embedded.resolve(name)
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-        except (embedded.ModelResolutionError, OSError, ValueError) as err:
+        except embedded.ModelResolutionError as err:
+            raise PlanError(f"--tokenizer {name}: {err}") from err
+        except (OSError, ValueError) as err:
             raise PlanError(
                 f"--tokenizer {name}: cannot load a tokenizer ({err}); pass a checkpoint folder or the "
                 f"alias {DEFAULT_TOKENIZER}"

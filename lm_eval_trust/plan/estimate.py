@@ -9,6 +9,7 @@ by scenario, `lm_eval_trust.stats`) run at the plan's sizes instead of the pilot
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from lm_eval_trust.report.runs import ITEM_KEY, ResultsError, read_results, read
 from lm_eval_trust.rescore import RescoreError, find_samples
 
 DEFAULT_ITERS = 200
+# Beyond this the replicates' sd changes in the third digit at most, and memory and time grow linearly.
+MAX_ITERS = 100_000
 
 
 @dataclass
@@ -29,6 +32,7 @@ class PilotTask:
     """One task's logged items of an earlier run, keyed by document (index and prompt digest)."""
 
     source: Path
+    results: Path
     dimension: str
     items: dict[tuple, dict]
     samples_per_prompt: dict = field(default_factory=dict)
@@ -62,11 +66,29 @@ def read_pilot(paths: Sequence[Path], flag: str) -> dict[str, PilotTask]:
                 )
             items[(doc.get("doc_index"), doc.get(DIGEST))] = item
         pilot[samples.task] = PilotTask(
-            samples.path, metadata["dimension"], items, metadata.get("samples_per_prompt") or {}
+            samples.path,
+            samples.results,
+            metadata["dimension"],
+            items,
+            metadata.get("samples_per_prompt") or {},
         )
     if not pilot:
         raise PlanError(f"{flag}: no sample logs of trust tasks under {', '.join(map(str, paths))}")
     return pilot
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def same_run(a: PilotTask, b: PilotTask) -> str | None:
+    """Why two pilots are one run (the same file, or a copy of its results), or None: a run paired
+    with itself changes by exactly 0, so its paired half-width would read ±0.00 and mean nothing."""
+    if a.source.resolve() == b.source.resolve():
+        return "the same file"
+    if _digest(a.results) == _digest(b.results):
+        return f"identical results files, {a.results.name}"
+    return None
 
 
 @dataclass(frozen=True)

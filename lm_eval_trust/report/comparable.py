@@ -42,7 +42,7 @@ FIXES = {
     "fairness_scoring; or `lm-eval-trust rescore` the odd run with the baseline's)",
     "base model": "pretrained= in --model_args",
     "engine": "--model (one engine for every setting)",
-    "precision": "dtype= in --model_args (one precision for every setting, e.g. dtype=bfloat16)",
+    "precision": "dtype= in --model_args (one precision for every setting, e.g. dtype=float32)",
     **{seed: "--seed" for seed in SEEDS},
 }
 SHOWN = 12
@@ -70,9 +70,10 @@ def base_model(run: ModelRun) -> dict:
 
 def engine(run: ModelRun) -> dict:
     """What computed the answers: lm-eval's model type (and the engine's version, where recorded) and
-    the precision the weights compute in. Unknown fields (older results) are left out."""
+    the precision the weights compute in (`computes_in`, else the dtype asked for; `auto` is
+    unknown). Unknown fields (older results) are left out."""
     config = run.config
-    dtype = config.get("dtype")
+    dtype = config.get("computes_in") or config.get("dtype")
     fields = {
         "engine": " ".join(str(v) for v in (config.get("model"), config.get("engine")) if v) or None,
         "precision": str(dtype).removeprefix("torch.") if dtype not in (None, "auto") else None,
@@ -113,7 +114,10 @@ def _settings(task_run: TaskRun) -> dict:
 def task_differences(base: TaskRun, other: TaskRun) -> list[tuple[str, object, object]]:
     """(field, baseline value, other value) for each field the two runs of one task differ in."""
     if _recorded(base) is not None and _recorded(other) is not None:
-        mine, theirs = _recorded(base), _recorded(other)
+        # The documents drawn decide, not the options that drew them (older files record both).
+        mine, theirs = (
+            {k: v for k, v in r.items() if k != "subsample"} for r in (_recorded(base), _recorded(other))
+        )
     else:
         mine, theirs = _fallback(base), _fallback(other)
     mine, theirs = {**mine, **_settings(base)}, {**theirs, **_settings(other)}
