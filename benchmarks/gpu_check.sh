@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The vLLM checks for a CUDA machine, in under 10 minutes, with nothing downloaded: the trust tasks on
 # `trust-vllm` and `trust-hf` (the embedded model and a tiny random model made here, dense and GPTQ
-# 4-bit), their greedy agreement, and the throughput benchmark's (a), (c) and (d).
+# 4-bit), their greedy agreement; seeded samples at two batch sizes with vLLM's batch-invariant
+# kernels on (trust-vllm's default where the GPU has them) and off, and what the mode costs; and the
+# throughput benchmark's (a), (c) and (d).
 #
 #   TRUST_DATA_DIR=/path/to/data bash benchmarks/gpu_check.sh [OUT]
 #
@@ -45,6 +47,26 @@ hf, vllm = answers(sys.argv[1]), answers(sys.argv[2])
 greedy = [k for k in hf if not k[0].startswith("toxicity_")]
 same = sum(hf[k] == vllm.get(k) for k in greedy)
 print(f"greedy agreement trust-vllm vs trust-hf: {same} of {len(greedy)} documents")
+EOF
+done
+
+sampled=(--tasks trust_toxicity --limit 32 --metadata '{"n_samples": 5}' --apply_chat_template --log_samples)
+for mode in 1 0; do
+  for size in 4 auto; do
+    start=$(date +%s)
+    VLLM_BATCH_INVARIANT=$mode $cli --model trust-vllm --model_args pretrained=smollm2-135m-instruct \
+      "${sampled[@]}" --batch_size $size --output_path "$out/invariant$mode-$size"
+    echo "VLLM_BATCH_INVARIANT=$mode --batch_size $size: $(( $(date +%s) - start )) s"
+  done
+  $py - "$out/invariant$mode-4" "$out/invariant$mode-auto" "$mode" <<'EOF'
+import json, sys
+from pathlib import Path
+def samples(folder):
+    rows = [json.loads(l) for p in Path(folder).rglob("samples_*.jsonl") for l in p.read_text().splitlines()]
+    return {(r["doc"]["scenario"], r["doc_id"]): r["resps"][0] for r in rows}
+small, auto = samples(sys.argv[1]), samples(sys.argv[2])
+same = sum(small[k] == auto.get(k) for k in small)
+print(f"VLLM_BATCH_INVARIANT={sys.argv[3]}: seeded samples equal at --batch_size 4 and auto for {same} of {len(small)} prompts")
 EOF
 done
 

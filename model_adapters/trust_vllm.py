@@ -132,6 +132,23 @@ def cpu_defaults(kwargs: dict) -> None:
         kwargs.setdefault("distributed_executor_backend", "uni")
 
 
+def cuda_batch_invariance() -> dict:
+    """On CUDA, vLLM's batch-invariant kernels (`VLLM_BATCH_INVARIANT=1`, NVIDIA compute capability
+    8.0 and up in vLLM 0.32), so a seeded sample does not depend on what shares its batch, as on CPU.
+    Set before the engine is made (vLLM reads it there); a user's own setting wins. What holds, for
+    engine_settings."""
+    major, minor = torch.cuda.get_device_capability()
+    if os.environ.get("VLLM_BATCH_INVARIANT", "").strip() in ("0", "false"):
+        why = "VLLM_BATCH_INVARIANT=0 was set"
+    elif major < 8:
+        why = f"this GPU's compute capability {major}.{minor} is below vLLM's 8.0 for batch-invariant kernels"
+    else:
+        os.environ["VLLM_BATCH_INVARIANT"] = "1"
+        return {"batch_invariant": True}
+    log.warning("trust-vllm: %s; seeded samples may depend on what shares their batch", why)
+    return {"batch_invariant": False, "batch_invariant_why": f"{why}; seeded samples may depend on the batch"}
+
+
 def one_or_each(records: list):
     """The workers' common record, or each worker's where they differ."""
     return records[0] if all(r == records[0] for r in records) else records
@@ -197,7 +214,9 @@ class TrustVLLM(ModelTable, VLLM):
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
-        serve, self.served = resolved, None
+        serve, self.served, invariance = resolved, None, {}
+        if current_platform.is_cuda():
+            invariance = cuda_batch_invariance()
         if on_cpu:
             # `auto` is float32 for every checkpoint, as on trust-hf: portable numbers, fast on CPUs
             # without native bf16, and one precision for a dense model and its compressed settings.
@@ -229,6 +248,7 @@ class TrustVLLM(ModelTable, VLLM):
             "block_size": kwargs.get("block_size", "vLLM's default"),
             "linear_rows_per_call": half.get("linear_rows_per_call"),
             "cpu_kernels": half.get("cpu_kernels"),
+            **invariance,
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
 

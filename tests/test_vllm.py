@@ -237,3 +237,39 @@ def test_sweep_on_vllm_serves_and_measures_a_compressed_checkpoint(
     # Run again: every setting is done, nothing is evaluated.
     again = run_script(shared_data, trust_cache, "lm-eval-trust", *sweep)
     assert again.stdout.count("done in an earlier run, skipped") == 2
+
+
+CUDA_INVARIANCE = """
+import json, os, torch
+from lm_eval_trust.model_adapters.trust_vllm import cuda_batch_invariance
+found = {}
+for name, capability, user in (("h100", (9, 0), None), ("a100", (8, 0), None), ("t4", (7, 5), None),
+                               ("off", (9, 0), "0")):
+    os.environ.pop("VLLM_BATCH_INVARIANT", None)
+    if user is not None:
+        os.environ["VLLM_BATCH_INVARIANT"] = user
+    torch.cuda.get_device_capability = lambda capability=capability: capability
+    found[name] = [cuda_batch_invariance(), os.environ.get("VLLM_BATCH_INVARIANT")]
+print(json.dumps(found))
+"""
+
+
+def test_on_cuda_batch_invariant_kernels_are_turned_on_where_the_gpu_has_them(vllm_ready):
+    """No GPU here: the capability is stubbed, and what trust-vllm sets and records is checked."""
+    done = subprocess.run(
+        [str(vllm_env.python_in(vllm_env.location())), "-c", CUDA_INVARIANCE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["h100"] == found["a100"] == [{"batch_invariant": True}, "1"]
+    record, variable = found["t4"]
+    assert variable is None and record["batch_invariant"] is False
+    assert (
+        "compute capability 7.5" in record["batch_invariant_why"]
+        and "depend on the batch" in record["batch_invariant_why"]
+    )
+    record, variable = found["off"]
+    assert variable == "0" and "VLLM_BATCH_INVARIANT=0 was set" in record["batch_invariant_why"]
