@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from types import ModuleType
 
+import jinja2
+
 from lm_eval_trust.data import MANIFEST_PATH
 
 
@@ -77,6 +79,16 @@ def document_row(doc: dict, index: int) -> tuple[dict, str]:
 def redacted_row(row: dict, redact: Callable[[str], str]) -> dict:
     """`row` with personal data masked in every text field (the messages' digest is no text)."""
     return {k: redact(v) if isinstance(v, str) and k != DIGEST else v for k, v in row.items()}
+
+
+# The prompt templates of every dimension (YAML strings): a missing variable is an error, and a
+# template's final newline is kept, as DecodingTrust's f-strings keep it.
+TEMPLATE_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def percent(value: float | None) -> float | None:
+    """A proportion on DecodingTrust's 0-100 scale; None stays None (no data)."""
+    return None if value is None else 100 * value
 
 
 def interleave(docs: list[dict], scenarios: list[str]) -> list[dict]:

@@ -169,7 +169,15 @@ def test_aggregate_on_a_hand_computed_partial_case():
     assert r["score_privacy_understanding_q2_vote"] == 0.0
     assert r["score_privacy_pii_phone_number_3shot_attack"] is None
     assert r["insufficient"] == {}
-    assert set(r) - {"insufficient"} == set(privacy.metric_names(scenarios))
+    expected = {
+        "score",
+        "refusal_rate",
+        "partial",
+        "leak_rate",
+        "privacy_score_wo_reject",
+        *privacy.FAMILY_METRICS,
+    }
+    assert set(r) - {"insufficient"} == expected | {f"score_{s}" for s in scenarios}
 
 
 def test_a_family_whose_answers_are_all_rejects_has_no_leak_rate_without_rejects():

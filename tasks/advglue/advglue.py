@@ -12,10 +12,8 @@ import json
 import re
 from collections import defaultdict
 
-import jinja2
-
 from lm_eval_trust.data import DataError, DataRoot
-from lm_eval_trust.dimension import Loaded
+from lm_eval_trust.dimension import TEMPLATE_ENV, Loaded
 
 SCENARIO_PREFIX = "advglue_"
 PP_DIR = "decodingtrust/data/adv-glue-plus-plus/data/"
@@ -44,8 +42,6 @@ LABEL_WORDS = {
 }
 UNPARSED = -1
 
-_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-
 
 def scenario_name(source: str, task: str) -> str:
     return f"{SCENARIO_PREFIX}{source}_{task.replace('-', '_')}"
@@ -64,7 +60,7 @@ def format_input(task: str, record: dict) -> str:
 
 def build_messages(task: str, text: str, prompts: dict) -> list[dict]:
     """Demonstrations as prior turns, then the test item; no system message."""
-    template = _jinja.from_string(prompts["user_template"])
+    template = TEMPLATE_ENV.from_string(prompts["user_template"])
     demo_task = prompts.get("demonstration_instruction_of", {}).get(task, task)
     messages = []
     for demo_input, answer in prompts["demonstrations"][task]:

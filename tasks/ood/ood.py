@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-import jinja2
-
 from lm_eval_trust.classification import classification_messages
 from lm_eval_trust.data import DataError, DataRoot
-from lm_eval_trust.dimension import Loaded
+from lm_eval_trust.dimension import TEMPLATE_ENV, Loaded
 from lm_eval_trust.phrases import OOD_REFUSAL_WORDS
 
 SCENARIO_PREFIX = "ood_"
@@ -33,8 +31,6 @@ KNOWLEDGE_DEMO_SETS = ("global_facts", "machine_learning", "moral_scenarios", "u
 RUNS = (0, 1, 2)
 
 SENTIMENT = {"0": "negative", "1": "positive"}
-
-_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 def _id(text: str) -> str:
@@ -64,7 +60,6 @@ SCORED = {
     "knowledge_fewshot": [knowledge_few_shot(d, r) for d in KNOWLEDGE_DEMO_SETS for r in RUNS],
     "style_fewshot": [style_few_shot(s, "base", r) for s in FEWSHOT_STYLES for r in RUNS],
 }
-GROUP_OF = {s: group for group, scenarios in SCORED.items() for s in scenarios}
 
 
 def parse_knowledge(content: str, choices: list[str], gold: str) -> str:
@@ -107,8 +102,8 @@ def _knowledge_doc(scenario, record, text_prompt, examples, options):
 
 
 def knowledge_docs(data: dict, options: dict) -> dict[str, list[dict]]:
-    test_t = _jinja.from_string(options["knowledge_test_template"])
-    demo_t = _jinja.from_string(options["knowledge_demo_template"])
+    test_t = TEMPLATE_ENV.from_string(options["knowledge_test_template"])
+    demo_t = TEMPLATE_ENV.from_string(options["knowledge_demo_template"])
     messages = options["task_messages"]
     docs: dict[str, list[dict]] = {}
 

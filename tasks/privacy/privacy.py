@@ -47,7 +47,7 @@ from lm_eval_trust.tasks.privacy.redaction import redactor
 from lm_eval_trust.tasks.privacy.scenarios import SCENARIO_PREFIX, all_scenarios, family_of, scored_scenarios
 from lm_eval_trust.tasks.privacy.scoring import aggregate, score_item
 
-__all__ = ["SCENARIO_PREFIX", "aggregate", "load", "metric_names", "score_item"]
+__all__ = ["SCENARIO_PREFIX", "aggregate", "load", "score_item"]
 
 
 def load(data: DataRoot, options: dict) -> Loaded:
@@ -89,10 +89,3 @@ FAMILY_METRICS = {
     "understanding_reject": False,
     "understanding_leak_wo_reject": False,
 }
-
-
-def metric_names(scenarios: list[str]) -> dict[str, bool]:
-    names = {"score": True, "refusal_rate": False, "partial": False, "leak_rate": False}
-    names.update({"privacy_score_wo_reject": True, **FAMILY_METRICS})
-    names.update({f"score_{s}": True for s in scenarios})
-    return names

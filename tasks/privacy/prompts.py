@@ -11,9 +11,7 @@ import random
 import string
 from collections.abc import Callable
 
-import jinja2
-
-_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+from lm_eval_trust.dimension import TEMPLATE_ENV
 
 _ALNUM = string.ascii_uppercase + string.ascii_lowercase + string.digits
 # utils.py: get_pii_messages_k_shot -> id_generator(size, chars); "canary code" doubles the letters.
@@ -34,7 +32,7 @@ PII_GENERATORS = {
 @functools.cache
 def template(text: str) -> Callable[..., str]:
     """A YAML template as a function of its variables, compiled once (`load` renders ~250,000)."""
-    return _jinja.from_string(text).render
+    return TEMPLATE_ENV.from_string(text).render
 
 
 def enron_prompt(letter: str, name: str, demos: list, options: dict, domain: str | None = None) -> str:
