@@ -96,17 +96,18 @@ def trust_task_settings() -> dict[str, dict]:
 
 
 def check_subsample(metadata: dict, tasks: dict[str, dict]) -> None:
-    """A `docs_per_scenario` entry that matches no scenario (`advglu_*`) would run the full set while
-    the results record a subsample: refused before the model loads. Every scenario name starts with
-    its dimension's prefix, so most entries are checked from the prefixes alone; one that starts with
-    a wildcard (`*_fewshot*`, not `*`) is checked against the scenarios the selected tasks' data has."""
+    """A `docs_per_scenario` entry that matches no scenario of the trust tasks run (`advglu_*`, or
+    `advglue_*` in a fairness run) would run the full set while the results record a subsample:
+    refused before the model loads. Every scenario name starts with its dimension's prefix, so most
+    entries are checked from the prefixes alone; one that starts with a wildcard (`*_fewshot*`, not
+    `*`) is checked against the scenarios the selected tasks' data has."""
     from lm_eval_trust.data import DataRoot
     from lm_eval_trust.subsample import DOCS_PER_SCENARIO, aimed_at_nothing, literal_prefix
 
     k = metadata.get(DOCS_PER_SCENARIO)
     if not isinstance(k, dict):
         return
-    options = {task: c.get("metadata") or {} for task, c in _trust_yamls().items()}
+    options = {task: c.get("metadata") or {} for task, c in _trust_yamls().items() if task in tasks}
     prefixes = sorted(importlib.import_module(o["dimension"]).SCENARIO_PREFIX for o in options.values())
     nowhere = aimed_at_nothing(k, prefixes)
     open_ended = [p for p in k if p not in nowhere and not literal_prefix(p) and p.strip("*")]

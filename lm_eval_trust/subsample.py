@@ -156,5 +156,7 @@ def run_documents(
                 chosen["applied"] = {s: k_for(k, s) for s in scenarios}
             except TaskConfigError as err:
                 raise TaskConfigError(f"{task}: {err}") from None
+            if all(n is None for n in chosen["applied"].values()):  # entries for other dimensions only
+                return interleave(docs, scenarios), None
         docs = draw([d for d in docs if d["scenario"] in scenarios], k, chosen[SEED])
     return interleave(docs, scenarios), chosen

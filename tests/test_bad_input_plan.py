@@ -35,6 +35,10 @@ def one_error_line(capsys, prefix: str = PREFIX) -> str:
         (["--tasks", "trust_advglue", "--limit", "0"], ["--limit 0", "selects no documents"]),
         (["--tasks", "trust_advglue", "--iters", "1"], ["--iters 1", "at least 2"]),
         (["--tasks", "trust_advglue", "--iters", "1000000000"], ["--iters 1000000000", "at most"]),
+        (
+            ["--tasks", "trust_advglue", "--metadata", '{"docs_per_scenario": {"advglu_*": 2}}'],
+            ["['advglu_*'] can match no scenario of the tasks run"],
+        ),
     ],
 )
 def test_bad_numbers_and_task_lists_are_named(argv, expected, capsys):

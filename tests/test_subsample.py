@@ -133,6 +133,11 @@ def test_a_pattern_aimed_at_the_dimension_that_matches_no_scenario_run_is_refuse
         )
 
 
+def test_a_task_that_no_entry_addresses_runs_in_full_and_records_no_subsample():
+    docs, chosen = run_documents(_docs({"f_a": 4}), ["f_a"], {"docs_per_scenario": {"g_*": 1}}, "t", "f_")
+    assert chosen is None and len(docs) == 4
+
+
 def test_patterns_aimed_at_other_dimensions_are_left_to_them():
     docs, chosen = run_documents(
         _docs({"f_a": 4}), ["f_a"], {"docs_per_scenario": {"g_*": 1, "*": 3}}, "t", "f_"
@@ -140,9 +145,10 @@ def test_patterns_aimed_at_other_dimensions_are_left_to_them():
     assert chosen["applied"] == {"f_a": 3} and len(docs) == 3
 
 
-@pytest.mark.parametrize("pattern", ["advglu_*", "*_fewshot9*", "["])
+@pytest.mark.parametrize("pattern", ["advglu_*", "*_fewshot9*", "[", "fairness_*"])
 def test_a_pattern_no_dimension_can_match_is_refused_before_the_model_loads(run_cli, tmp_path, pattern):
-    """`advglu_*` ran the full set and recorded a subsample that never happened."""
+    """`advglu_*` ran the full set and recorded a subsample that never happened (as `fairness_*`
+    would in a run of AdvGLUE alone)."""
     proc = run_cli(
         "lm-eval-trust",
         *("--model", "trust-scripted", "--tasks", "trust_advglue"),

@@ -16,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+from lm_eval_trust import preflight
 from lm_eval_trust.atomic import write_text
 from lm_eval_trust.data import DataError
 from lm_eval_trust.dimension import TaskConfigError
@@ -155,6 +156,11 @@ def argument_problems(args: argparse.Namespace, metadata) -> list[str]:
         problems.append("--other_samples pairs with --samples (the baseline run); give both")
     if args.json:
         problems.append(unusable_output(args.json, "--json", folder=False) or "")
+    if isinstance(metadata, dict) and task_names(args.tasks):
+        try:  # as `run` checks it: an entry matching no scenario would plan the full set
+            preflight.check_subsample(metadata, preflight.selected_trust_tasks(task_names(args.tasks)))
+        except preflight.PreflightError as err:
+            problems.append(str(err))
     return [p for p in problems if p]
 
 
