@@ -6,8 +6,9 @@ K, for formulas that need more documents in some scenarios. The most specific en
 name, else the matching pattern with the most literal characters (`fairness_*` before `*`); two
 equally specific patterns giving one scenario different K are refused, and so is a pattern that
 matches none of the scenarios its dimension runs. A scenario none matches runs in full. What each
-scenario got is recorded (`applied`), and runs are compared by the documents drawn, not the options. Each scenario's draw is keyed by (S, scenario name) only, so it does
-not depend on the model, the run, the order of evaluation or which other scenarios run; `rescore`
+scenario got is recorded (`applied`), and runs are compared by the documents drawn, not the
+options. Each scenario's draw is keyed by (S, scenario name) only, so it does not depend on the
+model, the run, the order of evaluation or which other scenarios run; `rescore`
 rebuilds the same documents from the same options.
 
 The draw ranks a scenario's documents by sha256 of (S, scenario, position) and keeps the K lowest:
@@ -95,30 +96,29 @@ def k_for(k: int | dict, scenario: str) -> int | None:
     return tied[0][1]
 
 
+def aimed_at(pattern: str, prefix: str) -> bool:
+    """Whether a pattern may match names starting with `prefix`: its literal start and the prefix
+    agree as far as both go (`fair*` and `fairness_x*` fit `fairness_`; `*...` fits every prefix)."""
+    start = literal_prefix(pattern)
+    return start.startswith(prefix) or prefix.startswith(start)
+
+
 def unmatched(k: dict, scenarios: list[str], prefix: str) -> list[str]:
-    """Entries of `k` aimed at this dimension (their literal start fits `prefix`) that match none of
+    """Entries of `k` aimed at this dimension (a literal start that fits `prefix`) that match none of
     `scenarios`: a typo or a scenario not run, which would leave the run in full unannounced."""
     return [
         p
         for p in k
-        if (
-            literal_prefix(p).startswith(prefix)
-            or (literal_prefix(p) and prefix.startswith(literal_prefix(p)))
-        )
-        and not any(fnmatch.fnmatchcase(s, p) for s in scenarios)
+        if literal_prefix(p) and aimed_at(p, prefix) and not any(fnmatch.fnmatchcase(s, p) for s in scenarios)
     ]
 
 
 def aimed_at_nothing(k, prefixes: list[str]) -> list[str]:
-    """Entries of a `docs_per_scenario` dict that no scenario of any dimension can match: every
-    scenario name starts with its dimension's prefix."""
+    """Entries of a `docs_per_scenario` dict that no scenario of the given dimensions can match:
+    every scenario name starts with its dimension's prefix."""
     if not isinstance(k, dict):
         return []
-    return [
-        p
-        for p in k
-        if not any(literal_prefix(p).startswith(x) or x.startswith(literal_prefix(p)) for x in prefixes)
-    ]
+    return [p for p in k if not any(aimed_at(p, x) for x in prefixes)]
 
 
 def draw(docs: list[dict], k: int | dict, seed: int) -> list[dict]:
