@@ -19,7 +19,7 @@ import yaml
 
 from lm_eval_trust import TASKS_DIR
 from lm_eval_trust.atomic import set_aside_if_damaged
-from lm_eval_trust.model_adapters.batching import check_batch_size
+from lm_eval_trust.model_adapters.generation import check_batch_size
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,14 @@ library's private name (marked "private") is in this list, and no other is made.
     without the model, so each model gets its own table; it sets the table on lm-eval's
     `SqliteDict` through its attributes `tablename` and `conn` (private).
   - `model_adapters/sample_store.py: SampleStore`: `CachingLM` never reads sampled requests back.
+  - `model_adapters/generation.py: TrustGeneration`: `HFLM` and `VLLM` cut a prompt that does not
+    fit without an error, and `VLLM.generate_until` writes its cache rows under the processed
+    generation kwargs, which `CachingLM` never looks up; so the rules check first and write the
+    cache rows themselves. Each adapter overrides `_model_generate` (private) to seed each row,
+    relying on `Collator`'s stable sort to keep a prompt's copies in order.
   - `model_adapters/trust_hf.py: TrustHFLM._detect_batch_size` (private, overridden): the `auto`
-    probe runs `max_batch_size` x the longest context, minutes on a CPU.
-  - `model_adapters/generation.py: _encode_context, _finish_text`: copies of code inline in
-    `HFLM.generate_until`, so shared-prefix generation feeds and cuts exactly as `hf` does.
-  - `model_adapters/trust_vllm.py: TrustVLLM.generate_until`: `VLLM.generate_until` cuts a prompt
-    that does not fit without an error, and writes its cache rows under the processed generation
-    kwargs, which `CachingLM` never looks up, so a resumed run generates every answer again.
+    probe runs `max_batch_size` x the longest context, minutes on a CPU; `_engine_generate` sets
+    `batch_size_per_gpu` (private) for one call, so `auto` is sized once a call, not probed.
   - `secrets.py: Redactor.install`: the results writer (`lm_eval.loggers.evaluation_tracker`'s
     module-level `json`) is replaced so that results and sample files are redacted; lm-eval has no
     hook between serializing and writing.
@@ -38,11 +39,10 @@ library's private name (marked "private") is in this list, and no other is made.
   - `model_adapters/cpu_kernels.py`: vLLM's compiled RMSNorm kernels, private `torch.ops._C.rms_norm`
     and `torch.ops._C.fused_add_rms_norm`, in place of the PyTorch ops it uses on CPU.
 - transformers 5.17.0:
-  - `model_adapters/attention.py`: SDPA copies every key/value head whenever a mask is passed; the
-    replacement is registered in its public `AttentionInterface` and `ALL_MASK_ATTENTION_FUNCTIONS`.
-  - `model_adapters/generation.py: SharedGeneration._decoding, _decode`: build `generate`'s config
-    and logits processors with its private `_prepare_generation_config`, `_prepare_special_tokens`
-    and `_get_logits_processor`; finished rows leave the batch (it keeps them to the end).
+  - `model_adapters/seeded_draw.py`: `generate` applies a custom logits processor before its
+    sampling warpers and samples all rows from one generator, so the draw runs greedy over the
+    public warpers itself; `DEFAULTS` are its global sampling defaults (`top_k` 50), which no
+    public function returns.
   - `model_adapters/embedded.py: convert`: a GGUF-loaded model cannot be saved as it is.
 - compressed-tensors 0.19.0: `decompress_now` below (private `Module._forward_pre_hooks` of torch
   2.13.0, to run its decompression hook once).

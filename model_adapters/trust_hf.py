@@ -1,12 +1,12 @@
 """`trust-hf`: lm-eval's HF model with alias resolution, compression on load, model identity, a
-per-model cache and generation that shares work across samples and common prefixes.
+per-model cache and the generation rules of `generation.TrustGeneration`.
 
 lm-eval's `--use_cache` keys a response by (request type, prompt, generation kwargs) only, so two
 models sharing a cache file would share answers. `trust-hf` moves its rows into a table named by
 its identity (weights hash, load arguments), which works with both `lm_eval` and `lm-eval-trust`,
 and keeps every sampled generation there too, so a killed run resumes (`sample_store`). Samples
-are seeded from the run's seed (`--seed`), recorded as `sampling_seed`. Generation is
-`generation.SharedGeneration`; the identity is `identity.model_identity`.
+are seeded from the run's seed (`--seed`), recorded as `sampling_seed`, each row with a generator
+of its own (`seeded_draw`); the identity is `identity.model_identity`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ import psutil
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import normalize_gen_kwargs
 
 from lm_eval_trust.compression import CompressionSpec
-from lm_eval_trust.model_adapters import embedded
-from lm_eval_trust.model_adapters.attention import use_grouped_sdpa
-from lm_eval_trust.model_adapters.batching import check_batch_size, cpu_batch_size
+from lm_eval_trust.model_adapters import embedded, seeded_draw
 from lm_eval_trust.model_adapters.compress import compressed_checkpoint
 from lm_eval_trust.model_adapters.formats import check_backend, detect_format, measured_weights
-from lm_eval_trust.model_adapters.generation import SharedGeneration
+from lm_eval_trust.model_adapters.generation import TrustGeneration, check_batch_size
 from lm_eval_trust.model_adapters.identity import fingerprint, model_identity, weights_sha256
-from lm_eval_trust.model_adapters.prefix_cache import PrefixCache
 from lm_eval_trust.model_adapters.response_cache import ModelTable
 from lm_eval_trust.workarounds import decompress_now, load_dtype
 
@@ -43,9 +41,33 @@ def compress_base(base: str, spec: CompressionSpec, save_dir: str | None = None)
     return str(path), metadata
 
 
+def cpu_batch_size(
+    config, seq_len: int, logit_rows: int, available_bytes: int, max_batch_size: int, elem_bytes: int = 4
+) -> int:
+    """The largest batch whose key/value cache, activations and logits fit in half the free memory.
+
+    lm-eval's `auto` probes by running a batch of `max_batch_size` x the model's maximum length and
+    halving on an out-of-memory error; on a CPU that means minutes of compute at 8k tokens and, with
+    memory overcommit, the kernel's OOM killer instead of an error. So on CPU the size is computed.
+    `logit_rows` is how many positions per sequence produce vocabulary logits (1 when generating).
+    """
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    per_token = (
+        2 * config.num_hidden_layers * kv_heads * head_dim  # the key/value cache
+        + 4 * config.hidden_size
+        + 3 * getattr(config, "intermediate_size", 4 * config.hidden_size)  # live activations
+    )
+    per_sequence = elem_bytes * (seq_len * per_token + logit_rows * config.vocab_size)
+    return max(1, min(max_batch_size, available_bytes // 2 // per_sequence))
+
+
 @register_model("trust-hf")
-class TrustHFLM(ModelTable, SharedGeneration, HFLM):
+class TrustHFLM(ModelTable, TrustGeneration, HFLM):
     table_prefix = "trust_hf"
+    engine_name, context_arg = "hf", "max_length"
+    prompts_per_call = 1  # a prompt's samples together, and nothing else, in a batch
 
     def __init__(
         self,
@@ -71,16 +93,47 @@ class TrustHFLM(ModelTable, SharedGeneration, HFLM):
         self.identity = model_identity(resolved, self.alias, dtype, kwargs, self._model.config, self.revision)
         self.weights_measured = measured_weights(self._model, self.checkpoint_format)
         decompress_now(self._model)
-        use_grouped_sdpa(self._model)
-        self._prefixes = PrefixCache()
         self.fingerprint = fingerprint(self.identity)
 
-    def _detect_batch_size(self, requests=None, pos: int = 0):
-        """On CPU, computed from free memory (see `batching.cpu_batch_size`); elsewhere lm-eval's probe.
+    def _check_settings(self, gen_kwargs: dict) -> None:
+        super()._check_settings(gen_kwargs)
+        if gen_kwargs.get("do_sample") and (
+            bad := seeded_draw.unsupported(self.model.generation_config, gen_kwargs)
+        ):
+            raise ValueError(
+                f"trust-hf draws seeded samples with temperature, top_k, top_p and min_p; {', '.join(bad)} "
+                f"(in {gen_kwargs} or the model's generation config) would be ignored: drop it"
+            )
 
-        lm-eval 0.4.13's probe runs `max_batch_size` x the model's maximum length and halves on
-        out-of-memory: on CPU, minutes of compute and, with memory overcommit, the OOM killer.
-        """
+    def _model_generate(self, context, max_length, stop, **kwargs):
+        """lm-eval's call of `generate`; for samples, each row drawn with its own seed."""
+        mask = kwargs["attention_mask"].bool()
+        seeds = self._take_seeds([tuple(row[keep].tolist()) for row, keep in zip(context, mask, strict=True)])
+        if seeds is not None:
+            kwargs = seeded_draw.seeded(self.model.generation_config, kwargs, seeds)
+        return super()._model_generate(context, max_length, stop, **kwargs)
+
+    def _engine_generate(self, requests, tokens: dict, seeds=None) -> list[str]:
+        """With `--batch_size auto`, one size a call instead of lm-eval's probe at every call: a
+        prompt's samples all together; greedy prompts sized from free memory on CPU."""
+        if self.batch_size != "auto":
+            return super()._engine_generate(requests, tokens, seeds)
+        if seeds is not None:
+            size = len(requests)
+        elif self.device.type == "cpu":
+            new = max(normalize_gen_kwargs(r.args[1], self.max_gen_toks)["max_gen_toks"] for r in requests)
+            size = self._cpu_batch_size(max(len(tokens[r.args[0]]) for r in requests) + new, logit_rows=1)
+        else:
+            size = self._detect_batch_size()
+        self.batch_size_per_gpu = size
+        try:
+            return super()._engine_generate(requests, tokens, seeds)
+        finally:
+            self.batch_size_per_gpu = "auto"
+
+    def _detect_batch_size(self, requests=None, pos: int = 0):
+        """On CPU, computed from free memory (`cpu_batch_size`); elsewhere lm-eval's probe, which on
+        CPU runs `max_batch_size` x the model's maximum length: minutes, or the OOM killer."""
         if self.device.type != "cpu":
             return super()._detect_batch_size(requests, pos)
         if requests:

@@ -3,11 +3,10 @@
 It runs in the vLLM environment (`lm_eval_trust.vllm_env`). Like `trust-hf` it resolves the
 embedded alias, compresses on the fly (through our compressor, in our environment, and its cache),
 records the model's identity, the compression and the weights measured in the checkpoint it
-serves, and keeps each model's answers in its own table of the response cache. Unlike lm-eval's
-`vllm` model it never truncates a prompt (a prompt that does not fit is an error naming the
-document), seeds each sample from (run seed, prompt, settings, sample index) like `trust-hf`, so
-samples do not depend on batching, reads a killed run's samples back, and picks a dtype and CPU
-settings that work.
+serves, and keeps each model's answers in its own table of the response cache. Its generation
+follows the same rules (`generation.TrustGeneration`): no prompt is cut, each sample is seeded
+from (run seed, prompt, settings, sample index) through vLLM's per-request seed, and a killed run's
+samples are read back. It also picks a dtype and CPU settings that work.
 """
 
 from __future__ import annotations
@@ -23,25 +22,21 @@ from pathlib import Path
 import psutil
 import torch
 from lm_eval.api.registry import register_model
-from lm_eval.models.utils import normalize_gen_kwargs, postprocess_generated_text
 from lm_eval.models.vllm_causallms import VLLM
-from tqdm import tqdm
-from vllm import SamplingParams
 
 from lm_eval_trust import vllm_env
 from lm_eval_trust.compression import CompressionError, CompressionSpec, format_model_args
 from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.model_adapters import batch_invariant, cpu_kernels, embedded
-from lm_eval_trust.model_adapters.batching import check_batch_size
 from lm_eval_trust.model_adapters.formats import (
     checkpoint_statistics,
     dequantized_copy,
     detect_format,
     weight_only_quantized,
 )
+from lm_eval_trust.model_adapters.generation import TrustGeneration, check_batch_size
 from lm_eval_trust.model_adapters.identity import fingerprint, model_identity
 from lm_eval_trust.model_adapters.response_cache import ModelTable
-from lm_eval_trust.model_adapters.sample_store import SampleStore, sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +68,6 @@ CPU_VARIABLES = (
     "VLLM_CPU_ATTN_SPLIT_KV",
     "VLLM_ENABLE_V1_MULTIPROCESSING",
 )
-
-
-class PromptTooLongError(TaskConfigError):
-    """A prompt and its new tokens do not fit the context: lm-eval's vllm model would cut it."""
 
 
 def compressed(pretrained: str, spec: CompressionSpec, save_dir: str | None) -> tuple[str, dict]:
@@ -195,8 +186,9 @@ def engine_config(model: str, dtype: str, kwargs: dict):
 
 
 @register_model("trust-vllm")
-class TrustVLLM(ModelTable, VLLM):
+class TrustVLLM(ModelTable, TrustGeneration, VLLM):
     table_prefix = "trust_vllm"
+    engine_name, context_arg = "vllm", "max_model_len"
 
     def __init__(self, pretrained: str, dtype: str = "auto", save_dir: str | None = None, **kwargs):
         # lm-eval seeds torch from --seed before it creates the model, as for trust-hf.
@@ -252,63 +244,12 @@ class TrustVLLM(ModelTable, VLLM):
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Every prompt checked to fit first; each sample seeded by (run seed, prompt, settings,
-        sample index); the k-th copy of a sampled request (lm-eval's `repeats`) is sample k; a
-        greedy request asked K times is generated once."""
-        eos = self.tokenizer.decode(self.eot_token_id) or getattr(self.tokenizer, "eos_token", None)
-        store = SampleStore(self.cache_hook, self.sampling_seed)
-        results: list[str | None] = [None] * len(requests)
-        jobs: dict[tuple, list[int]] = {}
-        seen: dict[tuple, int] = {}
-        for i, req in enumerate(requests):
-            context, gen_kwargs = req.args
-            settings = json.dumps(gen_kwargs, sort_keys=True, default=str)
-            index = None
-            if normalize_gen_kwargs(gen_kwargs, self.max_gen_toks).get("do_sample"):
-                index = seen.get((settings, context), 0)
-                seen[(settings, context)] = index + 1
-                cached = store.get(context, gen_kwargs, index)
-                if cached is not None:
-                    results[i] = cached
-                    continue
-            jobs.setdefault((settings, context, index), []).append(i)
-        order = list(jobs)
-        tokens = self.tok_encode([requests[jobs[j][0]].args[0] for j in order]) if order else []
-        params = []
-        for job, toks in zip(order, tokens, strict=True):
-            req = requests[jobs[job][0]]
-            kwargs, until, max_gen_toks = self.modify_gen_kwargs(
-                req.args[1], eos=eos, default_max_gen_toks=self.max_gen_toks
-            )
-            self._check_fits(req, len(toks), max_gen_toks)
-            if job[2] is not None:
-                kwargs["seed"] = sample_seed(self.sampling_seed, req.args[0], req.args[1], job[2])
-            params.append((SamplingParams(max_tokens=max_gen_toks, stop=until, **kwargs), until))
-        # Longest first, as lm-eval does; `batch_size` requests per call to the engine (auto: all).
-        ranked = sorted(range(len(order)), key=lambda j: -len(tokens[j]))
-        step = (len(ranked) or 1) if self.batch_size == "auto" else int(self.batch_size)
-        pbar = tqdm(
-            total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running generate_until"
-        )
-        pbar.update(len(requests) - sum(len(v) for v in jobs.values()))
-        for start in range(0, len(ranked), step):
-            chunk = ranked[start : start + step]
-            outputs = self._model_generate([tokens[j] for j in chunk], True, [params[j][0] for j in chunk])
-            for j, output in zip(chunk, outputs, strict=True):
-                settings, context, index = order[j]
-                text = postprocess_generated_text(output.outputs[0].text, params[j][1], self.think_end_token)
-                gen_kwargs = requests[jobs[order[j]][0]].args[1]
-                for i in jobs[order[j]]:
-                    results[i] = text
-                if index is None:
-                    self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
-                else:
-                    store.put(context, gen_kwargs, index, text)
-                pbar.update(len(jobs[order[j]]))
-            store.commit()
-        pbar.close()
-        return results
+    def _model_generate(self, requests, generate: bool = False, sampling_params=None):
+        """lm-eval's call of the engine; for samples, each request seeded by its own seed."""
+        seeds = self._take_seeds([tuple(toks) for toks in requests]) if generate else None
+        for params, seed in zip(sampling_params if seeds else [], seeds or [], strict=True):
+            params.seed = seed
+        return super()._model_generate(requests, generate, sampling_params)
 
     def _half_precision_on_cpu(self, dtype: str) -> dict:
         """On CPU, half-precision linear layers on calls of fixed sizes, checked on this CPU, so that a
@@ -340,20 +281,6 @@ class TrustVLLM(ModelTable, VLLM):
         # Sizes as strings, as JSON writes them.
         rows = [{str(k): n for k, n in worker["layers_by_rows_per_call"].items()} for worker in found]
         return {"linear_rows_per_call": one_or_each(rows), "cpu_kernels": one_or_each(used)}
-
-    def _check_fits(self, req, prompt_tokens: int, max_gen_toks: int) -> None:
-        if prompt_tokens + max_gen_toks <= self.max_length:
-            return
-        scenario = req.doc.get("scenario") if isinstance(req.doc, dict) else None
-        raise PromptTooLongError(
-            f"{req.task_name} document {req.doc_id}"
-            + (f" (scenario {scenario})" if scenario else "")
-            + f": the prompt is {prompt_tokens} tokens and up to {max_gen_toks} new tokens follow, more "
-            f"than max_model_len={self.max_length}; lm-eval's vllm model would cut the prompt's start. "
-            f"Give max_model_len={prompt_tokens + max_gen_toks} or more in --model_args (the model's "
-            f"own context is {getattr(self._config, 'max_position_embeddings', 'unknown')}), or leave "
-            "this scenario out"
-        )
 
     def get_model_info(self) -> dict:
         return {

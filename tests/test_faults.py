@@ -21,20 +21,20 @@ from lm_eval_trust.model_adapters.identity import weights_sha256
 from lm_eval_trust.scoring import lm_features, offline
 
 N_DOCS = 6
-# The CLI, with trust-hf's batch generation wrapped: it logs each call and, at call KILL_AT, sends
+# The CLI, with trust-hf's calls of `generate` wrapped: it logs each call and, at call KILL_AT, sends
 # this process KILL_SIGNAL, so a run dies at a known point (the requests before it are answered).
 KILLABLE_CLI = """
 import os, signal, sys
 from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 kill_at, calls = int(os.environ.get("KILL_AT", "0")), [0]
-original = TrustHFLM._generate_batch
+original = TrustHFLM._model_generate
 def generate(self, *args, **kwargs):
     calls[0] += 1
     print(f"generate call {calls[0]}", file=sys.stderr, flush=True)
     if calls[0] == kill_at:
         os.kill(os.getpid(), getattr(signal, os.environ["KILL_SIGNAL"]))
     return original(self, *args, **kwargs)
-TrustHFLM._generate_batch = generate
+TrustHFLM._model_generate = generate
 sys.argv[0] = "lm-eval-trust"
 from lm_eval_trust.cli import main
 main()
@@ -414,6 +414,6 @@ def test_bad_batch_sizes_are_refused_before_loading(batch_size, monkeypatch):
 
 @pytest.mark.parametrize("batch_size", [1, "8", "auto", "auto:4"])
 def test_good_batch_sizes_pass_the_check(batch_size):
-    from lm_eval_trust.model_adapters.batching import check_batch_size
+    from lm_eval_trust.model_adapters.generation import check_batch_size
 
     check_batch_size(batch_size)
