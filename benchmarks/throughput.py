@@ -1,15 +1,20 @@
-"""Generation throughput on the trust tasks: DecodingTrust's loop, lm-eval `hf`, `trust-hf`, `trust-vllm`.
+"""Generation throughput on the trust tasks: DecodingTrust's loop, lm-eval `hf`, `trust-hf`, `trust-vllm`
+and lm-eval's stock `vllm`.
 
 One run, one fixed prompt subset (the first `--docs` documents of every dimension, as lm-eval
-builds them with the chat template), four ways to generate the same answers:
+builds them with the chat template), five ways to generate the same answers:
 
   (a) DecodingTrust's way: one prompt at a time through `model.generate`, n samples through
       `num_return_sequences`;
   (b) stock lm-eval `hf` with `repeats` and `--batch_size auto`;
-  (c) `trust-hf` (samples and shared prefixes computed once, see `model_adapters/generation.py`);
+  (c) `trust-hf`: (b) plus the rules of `model_adapters/generation.py` (a greedy repeat generated
+      once, a prompt's samples together, each row seeded);
   (d) `trust-vllm` with `--batch_size auto`, in the vLLM environment (`lm-eval-trust vllm-env`), as a
       second process started after (a)-(c) finish, once for each `--vllm_dtype`; its engine start is
-      timed apart.
+      timed apart;
+  (e) lm-eval's stock `vllm` on the same prompts, in a process of its own after each (d), at the
+      precision (d) computed in and with (d)'s engine settings: (d) against (e) is the price of
+      seeded, checked, never-truncated generation.
 
 Tokens are counted on the answers (re-tokenized), so the three are measured on the same unit.
 Work tokens are the distinct prompts' tokens plus the answers' tokens, what (a) computes: on CPU,
@@ -27,20 +32,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
 from itertools import pairwise
+from os.path import commonprefix
 
 import torch
 from lm_eval.tasks import TaskManager, get_task_dict
 
 from lm_eval_trust import TASKS_DIR, vllm_env
-from lm_eval_trust.model_adapters.batching import common_prefix
 
 VLLM = "(d) trust-vllm"
+STOCK_VLLM = "(e) lm-eval vllm"
 # The vLLM worker prints its figures on one line after this marker (vLLM logs to the same stream).
 MARK = "THROUGHPUT_JSON "
+
+# (d)'s engine arguments (e) is given, beside its dtype and its CPU environment variables.
+STOCK_SETTINGS = ("enforce_eager", "enable_chunked_prefill", "block_size")
 
 DIMENSIONS = ["advglue", "ood", "adv_demo", "ethics", "fairness", "toxicity", "stereotype", "privacy"]
 
@@ -99,7 +109,7 @@ def decodingtrust_loop(lm, requests: list) -> list[str]:
     for req in order:
         context, gen_kwargs = req.args
         n = counts[(context, id(gen_kwargs))] if gen_kwargs.get("do_sample") else 1
-        ids = torch.tensor([lm._encode_context(context, gen_kwargs)])
+        ids = torch.tensor([lm.tok_encode(context)])
         extra = {"temperature": gen_kwargs.get("temperature", 1.0)} if gen_kwargs.get("do_sample") else {}
         with torch.no_grad():
             out = lm.model.generate(
@@ -128,7 +138,7 @@ def prompt_tokens(prompts: list[tuple[int, ...]]) -> tuple[int, int]:
     (the size of their token trie)."""
     prompts = sorted(set(prompts))
     total = sum(map(len, prompts))
-    return total, total - sum(common_prefix([a, b]) for a, b in pairwise(prompts))
+    return total, total - sum(len(commonprefix([a, b])) for a, b in pairwise(prompts))
 
 
 def measure(name: str, run, requests: list, count_tokens, prompt_total: int) -> dict:
@@ -154,17 +164,33 @@ def report(name: str, answers: list[str], seconds: float, count_tokens, prompt_t
 
 
 def vllm_worker(args) -> None:
-    """(d), run in the vLLM environment: the same requests through `trust-vllm`, figures as JSON."""
+    """(d) or, with `--stock` and (d)'s settings, (e), run in the vLLM environment: the same requests,
+    figures as JSON."""
+    from lm_eval.models.vllm_causallms import VLLM as StockVLLM
+
+    from lm_eval_trust.model_adapters import embedded
     from lm_eval_trust.model_adapters.trust_vllm import TrustVLLM
 
     start = time.perf_counter()
-    lm = TrustVLLM(
-        pretrained=args.model,
-        batch_size="auto",
-        dtype=args.vllm_dtype[0],
-        **({} if args.eager else {"enforce_eager": False}),
-    )
-    figures = {"engine_start_s": time.perf_counter() - start, "dtype": lm.identity["dtype"]}
+    if args.stock:
+        settings = json.loads(args.stock)
+        os.environ.update(settings.pop("environment"))
+        lm = StockVLLM(pretrained=embedded.resolve(args.model), batch_size="auto", **settings)
+        figures = {"dtype": settings["dtype"]}
+    else:
+        lm = TrustVLLM(
+            pretrained=args.model,
+            batch_size="auto",
+            dtype=args.vllm_dtype[0],
+            **({} if args.eager else {"enforce_eager": False}),
+        )
+        engine = {
+            k: v for k, v in lm.engine_settings.items() if k in STOCK_SETTINGS and v != "vLLM's default"
+        }
+        environment = {k: v for k, v in lm.engine_settings.items() if k.startswith("VLLM_")}
+        settings = {"dtype": lm.computes_in, **engine, "environment": environment}
+        figures = {"dtype": lm.computes_in, "settings": settings}
+    figures["engine_start_s"] = time.perf_counter() - start
     requests = build_requests(lm, args.docs, args.samples, args.max_gen_toks, args.scenarios, args.dimensions)
     for label, subset in split(requests).items():
         start = time.perf_counter()
@@ -173,12 +199,14 @@ def vllm_worker(args) -> None:
     print(MARK + json.dumps(figures), flush=True)
 
 
-def run_vllm_worker(argv: list[str], dtype: str) -> dict:
-    """Start `vllm_worker` in the vLLM environment with this run's arguments and `dtype`; its figures."""
+def run_vllm_worker(argv: list[str], dtype: str, stock: dict | None = None) -> dict:
+    """Start `vllm_worker` in the vLLM environment with this run's arguments and `dtype` (for (e),
+    (d)'s `stock` settings); its figures."""
     env = vllm_env.location()
     if not vllm_env.installed(env):
         raise SystemExit(f"(d) needs the vLLM environment at {env}: create it with `lm-eval-trust vllm-env`")
     command = [str(vllm_env.python_in(env)), __file__, *argv, "--vllm_dtype", dtype, "--worker"]
+    command += ["--stock", json.dumps(stock)] if stock else []
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     (line,) = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
     return json.loads(line[len(MARK) :])
@@ -236,7 +264,7 @@ def full_bound(lm, dimensions: list[str]) -> None:
         requests = build_requests(lm, None, 1, 32, 0, [dimension])
         for label in everything:
             prompts = [
-                lm._encode_context(r.args[0], r.args[1])
+                lm.tok_encode(r.args[0])
                 for r in requests
                 if bool(r.args[1].get("do_sample")) == (label == "sampled")
             ]
@@ -279,6 +307,7 @@ def main(argv=None) -> None:
         "--vllm_dtype", nargs="+", default=["auto"], help="(d) once for each dtype given (default auto)"
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stock", help=argparse.SUPPRESS)
     parser.add_argument(
         "--dimensions", nargs="+", default=DIMENSIONS, choices=DIMENSIONS, help="dimensions to draw from"
     )
@@ -308,7 +337,7 @@ def main(argv=None) -> None:
     )
     subsets = split(requests)
     greedy, sampled = subsets.get("greedy", []), subsets.get("sampled", [])
-    longest = max(len(ours._encode_context(r.args[0], r.args[1])) for r in requests)
+    longest = max(len(ours.tok_encode(r.args[0])) for r in requests)
     print(
         f"{len(requests)} generations ({len(greedy)} greedy, {len(sampled)} sampled, {args.samples} per prompt), "
         f"longest prompt {longest} tokens, torch threads {torch.get_num_threads()}"
@@ -331,7 +360,7 @@ def main(argv=None) -> None:
 
     figures, bounds, totals = {}, {}, {}
     for label, subset in subsets.items():
-        total, unique = prompt_tokens([ours._encode_context(r.args[0], r.args[1]) for r in subset])
+        total, unique = prompt_tokens([ours.tok_encode(r.args[0]) for r in subset])
         bounds[label] = total / unique
         print(
             f"{label}: {total} distinct prompt tokens, {unique} after perfect prefix sharing "
@@ -341,13 +370,15 @@ def main(argv=None) -> None:
         figures[label] = {name: measure(name, run, subset, count_tokens, total) for name, run in ways.items()}
     for dtype in [] if args.skip_vllm else args.vllm_dtype:
         worker = run_vllm_worker(list(sys.argv[1:] if argv is None else argv), dtype)
-        name = VLLM if dtype == "auto" else f"{VLLM} {dtype}"
-        print(f"{name} engine start (not timed below): {worker['engine_start_s']:.1f} s")
-        for label in subsets:
-            d = worker[label]
-            figures[label][name] = report(
-                f"{name} [{label}]", d["answers"], d["seconds"], count_tokens, totals[label]
-            ) | {"dtype": worker["dtype"]}
+        stock = run_vllm_worker(list(sys.argv[1:] if argv is None else argv), dtype, worker["settings"])
+        for way, figures_of in ((VLLM, worker), (STOCK_VLLM, stock)):
+            name = way if dtype == "auto" else f"{way} {dtype}"
+            print(f"{name} engine start (not timed below): {figures_of['engine_start_s']:.1f} s")
+            for label in subsets:
+                d = figures_of[label]
+                figures[label][name] = report(
+                    f"{name} [{label}]", d["answers"], d["seconds"], count_tokens, totals[label]
+                ) | {"dtype": figures_of["dtype"]}
     memory_bound, compute_bound = ceilings(ours.model, batch=32, length=256)
     generation_bound = generation_ceiling(ours.model, 64, args.max_gen_toks, ours.tokenizer.pad_token_id)
     print(
@@ -374,6 +405,14 @@ def main(argv=None) -> None:
             f"(c) {c['tok_s'] / generation_bound:.1%}"
         )
         for name, d in result.items():
+            if name.startswith(STOCK_VLLM):
+                ours_vllm = result[VLLM + name.removeprefix(STOCK_VLLM)]
+                same = sum(x == y for x, y in zip(d["answers"], ours_vllm["answers"], strict=True))
+                print(
+                    f"{label}: (d) / {name} {ours_vllm[unit] / d[unit]:.2f}x at {d['dtype']}; answers equal: "
+                    f"{same} of {len(d['answers'])}"
+                    + (" (sampled: (e) is unseeded)" if label == "sampled" else " (greedy: should be all)")
+                )
             if not name.startswith(VLLM):
                 continue
             same = sum(x == y for x, y in zip(d["answers"], c["answers"], strict=True))

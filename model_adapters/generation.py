@@ -76,13 +76,16 @@ class TrustGeneration:
             total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running generate_until"
         )
         pbar.update(len(requests) - sum(len(w) for w in greedy.values()) - sum(len(s) for s in todo))
-        if greedy:
-            firsts = [requests[where[0]] for where in greedy.values()]
-            for where, text in zip(greedy.values(), self._engine_generate(firsts, tokens), strict=True):
-                for i in where:
+        for batch in self._greedy_batches(
+            [(key, requests[where[0]]) for key, where in greedy.items()], tokens
+        ):
+            for (key, req), text in zip(
+                batch, self._engine_generate([r for _, r in batch], tokens), strict=True
+            ):
+                for i in greedy[key]:
                     results[i] = text
-                self.cache_hook.add_partial("generate_until", requests[where[0]].args, text)
-                pbar.update(len(where))
+                self.cache_hook.add_partial("generate_until", req.args, text)
+                pbar.update(len(greedy[key]))
         step = self.prompts_per_call or len(todo) or 1
         for start in range(0, len(todo), step):
             slots = [slot for prompt in todo[start : start + step] for slot in prompt]
@@ -97,6 +100,24 @@ class TrustGeneration:
             pbar.update(len(rows))
         pbar.close()
         return results
+
+    def _greedy_batches(self, prompts: list[tuple], tokens: dict) -> list[list[tuple]]:
+        """lm-eval's batches of distinct greedy prompts (by settings, longest prompt first), each
+        answered and cached before the next runs, so a kill loses one batch at most."""
+        by_settings: dict[str, list[tuple]] = {}
+        for key, req in prompts:
+            by_settings.setdefault(key[0], []).append((key, req))
+        batches = []
+        for group in by_settings.values():
+            group.sort(key=lambda p: (-len(tokens[p[1].args[0]]), p[1].args[0]))
+            new = normalize_gen_kwargs(group[0][1].args[1], self.max_gen_toks)["max_gen_toks"]
+            size = self._batch_rows(len(tokens[group[0][1].args[0]]) + new) or len(group)
+            batches += [group[start : start + size] for start in range(0, len(group), size)]
+        return batches
+
+    def _batch_rows(self, longest: int) -> int | None:
+        """Rows an engine call takes for sequences of up to `longest` tokens (None: all of them)."""
+        return None if self.batch_size == "auto" else int(self.batch_size)
 
     def _check_settings(self, gen_kwargs: dict) -> None:
         """Refuse settings the rules cannot keep; before any generation."""

@@ -19,7 +19,6 @@ import psutil
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
-from lm_eval.models.utils import normalize_gen_kwargs
 
 from lm_eval_trust.compression import CompressionSpec
 from lm_eval_trust.model_adapters import embedded, seeded_draw
@@ -113,19 +112,20 @@ class TrustHFLM(ModelTable, TrustGeneration, HFLM):
             kwargs = seeded_draw.seeded(self.model.generation_config, kwargs, seeds)
         return super()._model_generate(context, max_length, stop, **kwargs)
 
+    def _batch_rows(self, longest: int) -> int:
+        """`--batch_size auto`: from free memory on CPU, else lm-eval's probe, once a batch plan."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if self.device.type == "cpu":
+            return self._cpu_batch_size(longest, logit_rows=1)
+        return self._detect_batch_size()
+
     def _engine_generate(self, requests, tokens: dict, seeds=None) -> list[str]:
-        """With `--batch_size auto`, one size a call instead of lm-eval's probe at every call: a
-        prompt's samples all together; greedy prompts sized from free memory on CPU."""
+        """With `--batch_size auto`, each call as one batch (the rules sized it: lm-eval would probe
+        at every call): the greedy batch planned, or a prompt's samples all together."""
         if self.batch_size != "auto":
             return super()._engine_generate(requests, tokens, seeds)
-        if seeds is not None:
-            size = len(requests)
-        elif self.device.type == "cpu":
-            new = max(normalize_gen_kwargs(r.args[1], self.max_gen_toks)["max_gen_toks"] for r in requests)
-            size = self._cpu_batch_size(max(len(tokens[r.args[0]]) for r in requests) + new, logit_rows=1)
-        else:
-            size = self._detect_batch_size()
-        self.batch_size_per_gpu = size
+        self.batch_size_per_gpu = len(requests)
         try:
             return super()._engine_generate(requests, tokens, seeds)
         finally:
