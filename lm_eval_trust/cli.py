@@ -21,7 +21,7 @@ from lm_eval_trust import data as trust_data
 
 
 def _perspective(path: str) -> str:
-    for name, prefixes in trust_data.PERSPECTIVE_PREFIXES.items():
+    for name, prefixes in trust_data.perspectives().items():
         if path.startswith(prefixes):
             return name
     return "other"
@@ -45,7 +45,7 @@ def data_main(argv: list[str]) -> int:
             "--only",
             nargs="+",
             metavar="PERSPECTIVE",
-            help=f"limit to perspectives: {', '.join(trust_data.PERSPECTIVE_PREFIXES)}",
+            help="limit to perspectives: a dimension's name (advglue, toxicity, ...) or its data folder's",
         )
     fetch_p.add_argument("--path", nargs="+", help="fetch these manifest paths only (as printed in errors)")
     fetch_p.add_argument(

@@ -43,22 +43,17 @@ SOURCE_URLS = {
 }
 MANIFEST_PATH = Path(__file__).with_name("manifest.tsv")
 
-# `data fetch --only` accepts a dimension name or a DecodingTrust data folder name.
-PERSPECTIVE_PREFIXES = {
-    "toxicity": ("decodingtrust/data/toxicity/",),
-    "stereotype": ("decodingtrust/data/stereotype/",),
-    "advglue": ("decodingtrust/data/adv-glue-plus-plus/", "advglue/"),
-    "ood": ("decodingtrust/data/ood/",),
-    "adv_demo": ("decodingtrust/data/adv_demonstration/",),
-    "privacy": ("decodingtrust/data/privacy/",),
-    "ethics": ("decodingtrust/data/machine_ethics/",),
-    "fairness": ("decodingtrust/data/fairness/",),
-}
-PERSPECTIVE_ALIASES = {
-    "adv-glue-plus-plus": "advglue",
-    "adv_demonstration": "adv_demo",
-    "machine_ethics": "ethics",
-}
+
+def perspectives() -> dict[str, tuple[str, ...]]:
+    """`data fetch --only` names: each dimension's key and its aliases (DecodingTrust's folder names)
+    -> the data folders its folder declares."""
+    from lm_eval_trust.dimension import registered  # which imports this module
+
+    names = {}
+    for key, module in registered().items():
+        for name in (key, *getattr(module, "DATA_ALIASES", ())):
+            names[name] = tuple(module.DATA_FOLDERS)
+    return names
 
 
 class DataError(RuntimeError):
@@ -163,12 +158,13 @@ def select_entries(manifest: dict[str, ManifestEntry], only: list[str] | None) -
     if not only:
         return list(manifest.values())
     prefixes: list[str] = []
+    folders = perspectives()
     for name in only:
-        key = PERSPECTIVE_ALIASES.get(name, name)
-        if key not in PERSPECTIVE_PREFIXES:
-            valid = ", ".join(sorted(PERSPECTIVE_PREFIXES) + sorted(PERSPECTIVE_ALIASES))
-            raise DataError(f"--only {name!r} is not a DecodingTrust perspective; choose from: {valid}")
-        prefixes.extend(PERSPECTIVE_PREFIXES[key])
+        if name not in folders:
+            raise DataError(
+                f"--only {name!r} is not a DecodingTrust perspective; choose from: {', '.join(sorted(folders))}"
+            )
+        prefixes.extend(folders[name])
     return [e for p, e in manifest.items() if p.startswith(tuple(prefixes))]
 
 

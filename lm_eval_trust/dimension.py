@@ -1,6 +1,6 @@
 """A trust dimension: its module's pure functions, and the one way they turn responses into scores.
 
-A dimension module (named by its YAML's `metadata.dimension`) provides:
+A dimension module (named by its YAML's `metadata.dimension` and its `REGISTRY` entry) provides:
 
 - `SCENARIO_PREFIX`: every scenario name of the dimension starts with it;
 - `load(data, options) -> Loaded`: data files -> docs (`scenario`, `messages`, fields to score);
@@ -14,7 +14,10 @@ A dimension module (named by its YAML's `metadata.dimension`) provides:
 - optionally `scoring_info(options) -> dict`: results metadata on what scored the answers (the
   toxicity scorer's version), which `rescore` records anew;
 - optionally `SCORING_OPTIONS`: the results metadata keys that change how answers are scored (a
-  parser, formula, classifier or scorer); runs that differ in one are not compared (`scoring`).
+  parser, formula, classifier or scorer); runs that differ in one are not compared (`scoring`);
+- `LABEL` and `LEADERBOARD_COLUMN` (the report's names), `DATA_FOLDERS` and optionally
+  `DATA_ALIASES` (its files, for `data fetch --only`), and `worst_case(design) -> bounds.Bound` (the
+  plan's bound on the score's spread).
 
 The YAML's `metric_list` names the headline metrics (lm-eval's results); every other number that
 `aggregate` returns is the breakdown, recorded beside them in the task's results metadata. `TrustTask`
@@ -34,6 +37,26 @@ from types import ModuleType
 import jinja2
 
 from lm_eval_trust.data import MANIFEST_PATH
+
+# The trust dimensions, in DecodingTrust's order (the paper's sections and its leaderboard): each
+# one's task is `trust_<key>` and its folder holds its YAML and its module, which declares the facts
+# the rest of the package reads here (`LABEL`, `LEADERBOARD_COLUMN`, `DATA_FOLDERS`, `worst_case`).
+# A new dimension is a folder and one entry.
+REGISTRY = {
+    "toxicity": "lm_eval_trust.tasks.toxicity.toxicity",
+    "stereotype": "lm_eval_trust.tasks.stereotype.stereotype",
+    "advglue": "lm_eval_trust.tasks.advglue.advglue",
+    "ood": "lm_eval_trust.tasks.ood.ood",
+    "adv_demo": "lm_eval_trust.tasks.adv_demo.adv_demo",
+    "privacy": "lm_eval_trust.tasks.privacy.privacy",
+    "ethics": "lm_eval_trust.tasks.ethics.ethics",
+    "fairness": "lm_eval_trust.tasks.fairness.fairness",
+}
+
+
+def registered() -> dict[str, ModuleType]:
+    """Every registered dimension's module, in the registry's order."""
+    return {key: importlib.import_module(name) for key, name in REGISTRY.items()}
 
 
 class TaskConfigError(ValueError):

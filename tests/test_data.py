@@ -270,7 +270,7 @@ def test_select_entries_rejects_unknown_perspective(manifest):
         data.select_entries(manifest, ["nonsense"])
     message = str(exc.value)
     assert "'nonsense'" in message
-    for name in [*data.PERSPECTIVE_PREFIXES, *data.PERSPECTIVE_ALIASES]:
+    for name in data.perspectives():
         assert name in message
 
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     {
         "__init__", "atomic", "data", "chat", "dimension", "subsample", "compression", "workarounds",
-        "secrets", "output_folder", "vllm_env", "stats", "metrics", "phrases", "classification",
+        "secrets", "output_folder", "vllm_env", "stats", "metrics", "bounds", "classification",
     },
     {"task"},
     {"model_adapters"},

@@ -129,7 +129,7 @@ def test_the_default_tokenizer_is_the_embedded_smollm2(plan_env, tmp_path):
     assert figures["dimensions"]["trust_advglue"]["prompt_tokens"] == expected
 
 
-# Fairness's worst case holds for answers that parse (see lm_eval_trust.plan.worst.fairness): the
+# Fairness's worst case holds for answers that parse (see tasks/fairness/fairness.py: worst_case): the
 # scripted pool rarely names its keywords, so fairness is checked on pools that always do.
 UNCONDITIONAL = ",".join(f"trust_{d}" for d in DIMENSIONS if d != "fairness")
 FAIRNESS_POOLS = (["Yes, low", "No, high"], ["Yes, low", "No, high", "Yes, high"])

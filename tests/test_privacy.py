@@ -10,8 +10,12 @@ import pytest
 from conftest import TreeRoot, task_config
 
 from lm_eval_trust.data import DataRoot
-from lm_eval_trust.phrases import ENRON_REJECT_TEMPLATES, REJECT_TEMPLATES, UNDERSTANDING_LEAK_TEMPLATES
 from lm_eval_trust.tasks.privacy import loading, parsing, privacy, prompts, scenarios
+from lm_eval_trust.tasks.privacy.phrases import (
+    ENRON_REJECT_TEMPLATES,
+    REJECT_TEMPLATES,
+    UNDERSTANDING_LEAK_TEMPLATES,
+)
 from lm_eval_trust.tasks.privacy.redaction import PiiRedactor, redactor
 
 

@@ -4,7 +4,7 @@ No model is loaded. The tasks are built as a run builds them, so the planned doc
 run's; per dimension and in total it prints documents, generations (documents x samples per prompt
 of their scenario), prompt tokens (counted with `--tokenizer`) and the new-token bound (generations x
 the scenario's `max_gen_toks`), and the 95% half-width of each score and of a paired change between
-two models: the worst case from the formula (`plan.worst`), and, given an earlier run's sample logs,
+two models: the worst case from the formula (each dimension's `worst_case`, see `bounds`), and, given an earlier run's sample logs,
 the estimate from resampling its items at the planned sizes (`plan.estimate`).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lm_eval_trust import preflight
 from lm_eval_trust.atomic import write_text
+from lm_eval_trust.bounds import Bound, Z
 from lm_eval_trust.data import DataError
 from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.output_folder import unusable_output
@@ -38,13 +39,22 @@ from lm_eval_trust.plan.estimate import (
     read_pilot,
     same_run,
 )
-from lm_eval_trust.plan.worst import Z, worst_case
 from lm_eval_trust.report.runs import ResultsError
 from lm_eval_trust.stats import DEFAULT_SEED
 
 COUNTS = ("documents", "generations", "prompt_tokens", "prompt_tokens_all_samples", "new_tokens_bound")
 WIDTHS = ("worst", "estimated", "paired_worst", "paired_estimated")
 TOTAL = "total"
+
+
+def worst_case(plan: TaskDesign) -> Bound:
+    """The dimension's own worst-case bound (its module's `worst_case`) on this design."""
+    bound = getattr(plan.dimension.module, "worst_case", None)
+    if bound is None:
+        return Bound(None, f"no worst-case formula for the dimension {plan.key}")
+    if not plan.rows:
+        return Bound(None, "no documents")
+    return bound(plan)
 
 
 def _half(sd: float | None) -> float | None:
@@ -99,7 +109,7 @@ def make_plan(args: argparse.Namespace, metadata: dict) -> dict:
             )
     names = task_names(args.tasks)
     counter = PromptCounter(args.tokenizer, args.apply_chat_template)  # a bad one fails before the tasks load
-    tasks = load_tasks(names, metadata)
+    tasks = load_tasks(names, metadata, args.include_path)
     dimensions = {}
     for name, task in tasks.items():
         plan = design(task, args.limit, counter)
@@ -236,6 +246,9 @@ def plan_main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--apply_chat_template", action="store_true", help="render prompts with the tokenizer's chat template"
+    )
+    parser.add_argument(
+        "--include_path", help="a folder of further task YAMLs, as `run` takes it (its own dimensions' tasks)"
     )
     parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="resampling replicates per estimate")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")

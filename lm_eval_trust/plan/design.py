@@ -81,11 +81,13 @@ class TaskDesign:
         return self.dimension.module.__name__.rsplit(".", 1)[-1]
 
 
-def load_tasks(names: Sequence[str], metadata: dict) -> dict[str, TrustTask]:
-    """The trust tasks that `--tasks` names (groups expanded), built with their documents."""
+def load_tasks(names: Sequence[str], metadata: dict, include_path: str | None = None) -> dict[str, TrustTask]:
+    """The trust tasks that `--tasks` names (groups expanded; with `include_path`, its tasks too),
+    built with their documents."""
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
+    paths = [str(TASKS_DIR), *([include_path] if include_path else [])]
+    manager = TaskManager(include_path=paths, include_defaults=False, metadata=metadata)
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
         raise PlanError(

@@ -11,21 +11,13 @@ import math
 from dataclasses import dataclass
 
 from lm_eval_trust import stats
+from lm_eval_trust.dimension import REGISTRY, registered
 from lm_eval_trust.report.coverage import add_up, coverage, coverage_notes, insufficient, subsample
 from lm_eval_trust.report.runs import DENSE_BITS, ITEM_KEY, ModelRun, TaskRun, read_samples
 
-# DecodingTrust's order (the paper's sections and the leaderboard).
-DIMENSIONS = ("toxicity", "stereotype", "advglue", "ood", "adv_demo", "privacy", "ethics", "fairness")
-SHORT_NAMES = {
-    "toxicity": "Toxicity",
-    "stereotype": "Stereotype",
-    "advglue": "AdvGLUE++",
-    "ood": "OOD",
-    "adv_demo": "Adv. demo",
-    "privacy": "Privacy",
-    "ethics": "Ethics",
-    "fairness": "Fairness",
-}
+# The registered dimensions, in their order, and their labels (declared in their folders).
+DIMENSIONS = tuple(REGISTRY)
+SHORT_NAMES = {key: module.LABEL for key, module in registered().items()}
 MEAN = "mean"
 
 

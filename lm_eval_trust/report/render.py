@@ -13,20 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lm_eval_trust.dimension import registered
 from lm_eval_trust.report.comparison import DIMENSIONS, MEAN
 from lm_eval_trust.report.coverage import coverage_text, subsample_text
 
-# github.com/DecodingTrust/decodingtrust.github.io, leaderboard/static/csv/leaderboard.csv (header).
-LEADERBOARD_COLUMNS = {
-    "toxicity": "Toxicity",
-    "stereotype": "Stereotype Bias",
-    "advglue": "Adversarial Robustness",
-    "ood": "Out-of-Distribution Robustness",
-    "adv_demo": "Robustness to Adversarial Demonstrations",
-    "privacy": "Privacy",
-    "ethics": "Machine Ethics",
-    "fairness": "Fairness",
-}
+# Each dimension's column of DecodingTrust's leaderboard (declared in its folder).
+LEADERBOARD_COLUMNS = {key: module.LEADERBOARD_COLUMN for key, module in registered().items()}
+MEAN_TITLE = f"Mean ({len(DIMENSIONS)})"
 
 
 @dataclass(frozen=True)
@@ -52,8 +45,8 @@ INTRO = (
     ),
     Span("too little data", "code"),
     Span(
-        " a score whose formula had too few documents (see the notes). Mean (8) is the unweighted mean "
-        "of the eight dimension scores, "
+        f" a score whose formula had too few documents (see the notes). {MEAN_TITLE} is the unweighted "
+        "mean of the dimension scores, "
     ),
     Span("–", "code"),
     Span(" when one is missing (the mean over the dimensions present, "),
@@ -62,7 +55,7 @@ INTRO = (
 )
 COVERAGE_INTRO = plain(
     "Documents scored / documents in the scenarios run, and scenarios with documents / scenarios run "
-    "(a total the results file does not record is left out); Mean (8) adds up the dimensions present."
+    f"(a total the results file does not record is left out); {MEAN_TITLE} adds up the dimensions present."
 )
 
 
@@ -126,7 +119,7 @@ def tables(comparison: dict) -> tuple[Table, Table | None, Table | None]:
     """Scores, changes (None with only the baseline) and coverage (None if nothing is known), as header
     and rows of cells: the one source of both Markdown and HTML."""
     columns = comparison["columns"]
-    titles = [c["title"] for c in columns[: len(DIMENSIONS)]] + ["Mean (8)"]
+    titles = [c["title"] for c in columns[: len(DIMENSIONS)]] + [MEAN_TITLE]
     header = [
         plain(t) for t in ["Model", "Compression", *titles, *(c["title"] for c in columns[len(DIMENSIONS) :])]
     ]

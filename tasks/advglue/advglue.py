@@ -12,10 +12,18 @@ import json
 import re
 from collections import defaultdict
 
+from lm_eval_trust import bounds
 from lm_eval_trust.data import DataError, DataRoot
 from lm_eval_trust.dimension import TEMPLATE_ENV, Loaded
 
 SCENARIO_PREFIX = "advglue_"
+# The report's label, and the column of DecodingTrust's leaderboard (github.com/DecodingTrust/
+# decodingtrust.github.io, leaderboard/static/csv/leaderboard.csv).
+LABEL = "AdvGLUE++"
+LEADERBOARD_COLUMN = "Adversarial Robustness"
+# The data files: the manifest's paths under these folders (`data fetch --only advglue`, or adv-glue-plus-plus).
+DATA_FOLDERS = ("decodingtrust/data/adv-glue-plus-plus/", "advglue/")
+DATA_ALIASES = ("adv-glue-plus-plus",)
 PP_DIR = "decodingtrust/data/adv-glue-plus-plus/data/"
 PP_SOURCES = {"alpaca": "alpaca.json", "vicuna": "vicuna.json", "stable_vicuna": "stable-vicuna.json"}
 DEV_FILE = "advglue/dev.json"
@@ -171,3 +179,7 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
     result["refusal_rate"] = 100 * sum(refusal.values()) / len(refusal) if refusal else None
     result["partial"] = float(any(s not in accuracy for s in scenarios))
     return result
+
+
+# The plan's worst case: the score is the mean over scenarios of an accuracy.
+worst_case = bounds.scenario_mean

@@ -15,12 +15,20 @@ import json
 import random
 from collections import defaultdict
 
+from lm_eval_trust import bounds
 from lm_eval_trust.classification import classification_messages
 from lm_eval_trust.data import DataError, DataRoot, fetch_command
 from lm_eval_trust.dimension import TEMPLATE_ENV, Loaded, TaskConfigError, percent
 from lm_eval_trust.metrics import mean
 
 SCENARIO_PREFIX = "ethics_"
+# The report's label, and the column of DecodingTrust's leaderboard (github.com/DecodingTrust/
+# decodingtrust.github.io, leaderboard/static/csv/leaderboard.csv).
+LABEL = "Ethics"
+LEADERBOARD_COLUMN = "Machine Ethics"
+# The data files: the manifest's paths under these folders (`data fetch --only ethics`, or machine_ethics).
+DATA_FOLDERS = ("decodingtrust/data/machine_ethics/",)
+DATA_ALIASES = ("machine_ethics",)
 # The fork's or upstream's rule: runs scored under different ones are not compared.
 SCORING_OPTIONS = ("ethics_scoring",)
 ROOT = "decodingtrust/data/machine_ethics/"
@@ -349,3 +357,17 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
         else:
             result[f"score_{s}"] = percent(stats[s]["acc"])
     return result
+
+
+def worst_case(design) -> bounds.Bound:
+    """The plan's bound: the mean over components of the mean over their runs of an accuracy or
+    1 - FPR."""
+    leaves = bounds.mean_of_means(SCORED, bounds.counts(design))
+    if design.options.get("ethics_scoring", "fork") == "fork":
+        return bounds.linear_bound(leaves, "run")
+    return bounds.linear_bound(
+        leaves,
+        "run",
+        "approximation: upstream scoring divides by the parsable answers only; the bound assumes "
+        "every answer parses",
+    )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-from lm_eval_trust.phrases import ENRON_REJECT_TEMPLATES, REJECT_TEMPLATES, UNDERSTANDING_LEAK_TEMPLATES
+from lm_eval_trust.tasks.privacy.phrases import (
+    ENRON_REJECT_TEMPLATES,
+    REJECT_TEMPLATES,
+    UNDERSTANDING_LEAK_TEMPLATES,
+)
 
 # Verbatim, with the source's "|" inside the TLD class.
 EMAIL_REGEX = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,}\b")

@@ -40,12 +40,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from lm_eval_trust import bounds
 from lm_eval_trust.data import DataRoot
 from lm_eval_trust.dimension import Loaded
 from lm_eval_trust.tasks.privacy.loading import build_docs
 from lm_eval_trust.tasks.privacy.redaction import redactor
 from lm_eval_trust.tasks.privacy.scenarios import SCENARIO_PREFIX, all_scenarios, family_of, scored_scenarios
-from lm_eval_trust.tasks.privacy.scoring import aggregate, score_item
+from lm_eval_trust.tasks.privacy.scoring import WEIGHTS, aggregate, score_item
+
+# The report's label, and the column of DecodingTrust's leaderboard (github.com/DecodingTrust/
+# decodingtrust.github.io, leaderboard/static/csv/leaderboard.csv).
+LABEL = "Privacy"
+LEADERBOARD_COLUMN = "Privacy"
+# The data files: the manifest's paths under these folders (`data fetch --only privacy`).
+DATA_FOLDERS = ("decodingtrust/data/privacy/",)
 
 __all__ = ["SCENARIO_PREFIX", "aggregate", "load", "score_item"]
 
@@ -89,3 +97,19 @@ FAMILY_METRICS = {
     "understanding_reject": False,
     "understanding_leak_wo_reject": False,
 }
+
+
+def worst_case(design) -> bounds.Bound:
+    """The plan's bound: 100 - the weighted mean over families of the mean over their scenarios of a
+    leak rate; each document's leak fraction (over its samples; Enron: of email, local part and
+    domain) is in [0, 1]."""
+    counts = bounds.counts(design)
+    families: dict[str, list[str]] = defaultdict(list)
+    for scenario in counts:
+        if family_of(scenario) in WEIGHTS:
+            families[family_of(scenario)].append(scenario)
+    total = sum(WEIGHTS[f] for f in families)
+    leaves = [
+        (WEIGHTS[f] / total / len(members), counts[s]) for f, members in families.items() for s in members
+    ]
+    return bounds.linear_bound(leaves, "scenario")

@@ -15,13 +15,15 @@ and neither templates nor system prompts (DT builds those in code).
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 
 import numpy as np
 
+from lm_eval_trust import bounds
 from lm_eval_trust.data import DataError, DataRoot
 from lm_eval_trust.dimension import Loaded, TaskConfigError
-from lm_eval_trust.phrases import (
+from lm_eval_trust.tasks.stereotype.phrases import (
     AGREE_PHRASES,
     AI_PHRASES,
     DISAGREE_PHRASES,
@@ -33,6 +35,12 @@ from lm_eval_trust.phrases import (
 )
 
 SCENARIO_PREFIX = "stereotype_"
+# The report's label, and the column of DecodingTrust's leaderboard (github.com/DecodingTrust/
+# decodingtrust.github.io, leaderboard/static/csv/leaderboard.csv).
+LABEL = "Stereotype"
+LEADERBOARD_COLUMN = "Stereotype Bias"
+# The data files: the manifest's paths under these folders (`data fetch --only stereotype`).
+DATA_FOLDERS = ("decodingtrust/data/stereotype/",)
 # The fork's or upstream's rule: runs scored under different ones are not compared.
 SCORING_OPTIONS = ("stereotype_classifier",)
 ROOT = "decodingtrust/data/stereotype/dataset/"
@@ -316,3 +324,24 @@ def aggregate(items: list[dict], scenarios: list[str]) -> dict:
         },
     }
     return result
+
+
+def worst_case(design) -> bounds.Bound:
+    """The plan's bound: 100 x the mean over system-prompt types of 1 - round(agreement, 2),
+    agreement the mean over the (group, topic) cells of each cell's agreement rate.
+
+    With equally many samples per prompt a cell's rate is the mean of its documents' agreement
+    fractions (in [0, 1]); rounding moves a value by at most 0.005, so by Minkowski's inequality a
+    type's sd is at most the cells' bound plus 0.005; types have disjoint documents.
+    """
+    cells = Counter((row["scenario"], row["group"], row["topic"]) for row in design.rows)
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for (scenario, _, _), n in cells.items():
+        if scenario in SCENARIOS:
+            by_type[scenario].append(n)
+    if not by_type:
+        return bounds.NOTHING_SCORED
+    rounding = 0.005  # a category's agreement is rounded to 2 decimals before it is scored
+    per_type = [bounds.linear((1 / len(ns), n) for n in ns) / 100 + rounding for ns in by_type.values()]
+    sd = 100 * math.sqrt(sum(v * v for v in per_type)) / len(per_type)
+    return bounds.Bound(sd, "sound bound: per-cell agreement proportions, plus the 2-decimal rounding")
