@@ -79,8 +79,8 @@ def compression_figure(comparison: dict, path: Path) -> Path | None:
     kinds = [k for k, members in (("quantization", quant), ("pruning", pruned)) if members] or [
         "quantization"
     ]
-    ncols = 2 * len(kinds)
-    fig, axes = plt.subplots(4, ncols, figsize=(4.2 * ncols, 13), squeeze=False)
+    ncols, nrows = 2 * len(kinds), math.ceil(len(DIMENSIONS) / 2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.25 * nrows), squeeze=False)
     settings = sorted({r["pruning"] for r in pruned})
     for i, d in enumerate(DIMENSIONS):
         for j, kind in enumerate(kinds):
@@ -104,6 +104,9 @@ def compression_figure(comparison: dict, path: Path) -> Path | None:
             ax.set_ylabel("score (0-100)")
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
+    if len(DIMENSIONS) % 2:
+        for ax in axes[-1][len(kinds) :]:
+            ax.axis("off")
     handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
