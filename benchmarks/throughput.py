@@ -136,7 +136,7 @@ def decodingtrust_loop(lm, requests: list) -> list[str]:
 def prompt_tokens(prompts: list[tuple[int, ...]]) -> tuple[int, int]:
     """Tokens of the distinct prompts, and how many remain when every shared prefix is read once
     (the size of their token trie)."""
-    prompts = sorted(set(prompts))
+    prompts = sorted(set(map(tuple, prompts)))
     total = sum(map(len, prompts))
     return total, total - sum(len(commonprefix([a, b])) for a, b in pairwise(prompts))
 

@@ -113,12 +113,13 @@ class TrustHFLM(ModelTable, TrustGeneration, HFLM):
         return super()._model_generate(context, max_length, stop, **kwargs)
 
     def _batch_rows(self, longest: int) -> int:
-        """`--batch_size auto`: from free memory on CPU, else lm-eval's probe, once a batch plan."""
+        """`--batch_size auto` for greedy prompts: lm-eval's probe once a batch plan, but one prompt
+        at a time on CPU, where reading a prompt is compute-bound and a padded batch takes
+        transformers' masked attention, which copies every key/value head: 40 greedy trust prompts
+        took 546 s in batches, 52 s one by one (docs/performance.md)."""
         if self.batch_size != "auto":
             return int(self.batch_size)
-        if self.device.type == "cpu":
-            return self._cpu_batch_size(longest, logit_rows=1)
-        return self._detect_batch_size()
+        return 1 if self.device.type == "cpu" else self._detect_batch_size()
 
     def _engine_generate(self, requests, tokens: dict, seeds=None) -> list[str]:
         """With `--batch_size auto`, each call as one batch (the rules sized it: lm-eval would probe
