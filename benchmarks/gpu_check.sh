@@ -3,7 +3,7 @@
 # `trust-vllm` and `trust-hf` (the embedded model and a tiny random model made here, dense and GPTQ
 # 4-bit), their greedy agreement; seeded samples at two batch sizes with vLLM's batch-invariant
 # kernels on (trust-vllm's default where the GPU has them) and off, and what the mode costs; and the
-# throughput benchmark's (a), (c) and (d).
+# throughput benchmark's (a), (c), (d) and stock lm-eval vllm (e): what trust-vllm's guarantees cost.
 #
 #   TRUST_DATA_DIR=/path/to/data bash benchmarks/gpu_check.sh [OUT]
 #

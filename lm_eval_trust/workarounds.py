@@ -101,8 +101,9 @@ def decompress_now(model) -> None:
     """Decompress a compressed-tensors model at load, after its packed weights were measured.
 
     compressed-tensors 0.19.0 decompresses on the model's first forward, from a pre-hook on the top
-    module (`ct_decompress_hook`); shared-prefix generation runs the decoder alone first, which
-    would find the weights still packed, with no dense weights to compute with.
+    module (`ct_decompress_hook`), so until then the loaded model holds packed weights; here the
+    dense weights are in place once the load returns, for whatever reads or runs the model first
+    (the recorded `computes_in`, a submodule called on its own).
     """
     handle = getattr(model, "ct_decompress_hook", None)
     hook = model._forward_pre_hooks.get(handle.id) if handle is not None else None

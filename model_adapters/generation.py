@@ -103,7 +103,8 @@ class TrustGeneration:
 
     def _greedy_batches(self, prompts: list[tuple], tokens: dict) -> list[list[tuple]]:
         """lm-eval's batches of distinct greedy prompts (by settings, longest prompt first), each
-        answered and cached before the next runs, so a kill loses one batch at most."""
+        answered and cached before the next runs, so a kill loses one batch at most; where the
+        engine takes them all at once (vLLM, `auto`), one call."""
         by_settings: dict[str, list[tuple]] = {}
         for key, req in prompts:
             by_settings.setdefault(key[0], []).append((key, req))
@@ -111,7 +112,9 @@ class TrustGeneration:
         for group in by_settings.values():
             group.sort(key=lambda p: (-len(tokens[p[1].args[0]]), p[1].args[0]))
             new = normalize_gen_kwargs(group[0][1].args[1], self.max_gen_toks)["max_gen_toks"]
-            size = self._batch_rows(len(tokens[group[0][1].args[0]]) + new) or len(group)
+            size = self._batch_rows(len(tokens[group[0][1].args[0]]) + new)
+            if size is None:  # one call for every prompt: the engine schedules them, whatever their settings
+                return [[prompt for members in by_settings.values() for prompt in members]]
             batches += [group[start : start + size] for start in range(0, len(group), size)]
         return batches
 
