@@ -12,17 +12,16 @@ work and locked for the sweep's length, so a second sweep into it stops at once,
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.util
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_trust import atomic
+from lm_eval_trust.cluster import executors, merge, units
+from lm_eval_trust.cluster.units import Unit
 from lm_eval_trust.compression import (
     KIND_KEYS,
     SETTING_HELP,
@@ -53,7 +52,6 @@ PAPER_GRID = (
     "sparsegpt:2:4",
     "wanda:2:4",
 )
-DONE_MARKER = "sweep_done.json"
 ENGINES = ("trust-hf", "trust-vllm")
 # What a setting decides; `--compress_args` holds only what every compressed setting shares.
 SETTING_KEYS = ("compress", *KIND_KEYS["quantize"], *KIND_KEYS["prune"])
@@ -125,40 +123,6 @@ def setting_command(
     ]
 
 
-def command_key(command: list[str]) -> str:
-    """What makes two runs of a setting the same run: the command without the interpreter path."""
-    return hashlib.sha256(json.dumps(command[1:]).encode()).hexdigest()
-
-
-def is_done(run_dir: Path, key: str) -> bool:
-    marker = run_dir / DONE_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("command_key") == key and any(run_dir.rglob("results_*.json"))
-
-
-def mark_done(
-    run_dir: Path, setting: Setting, command: list[str], seconds: float, redactor: Redactor | None = None
-) -> None:
-    record = {
-        "setting": setting.text,
-        "name": setting.name,
-        "command": (redactor or Redactor()).text(shlex.join(command[1:])),
-        "command_key": command_key(command),
-        "seconds": round(seconds, 1),
-    }
-    atomic.write_text(run_dir / DONE_MARKER, json.dumps(record, indent=2))
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
 def computes_in(run_dir: Path) -> str | None:
     """The precision a finished setting's weights computed in, as its results record it."""
     for path in sorted(run_dir.rglob("results_*.json")):
@@ -169,10 +133,10 @@ def computes_in(run_dir: Path) -> str | None:
     return None
 
 
-def check_precision(folders: list[Path]) -> None:
-    """Every setting run so far computes in the first one's precision; else the sweep stops before
-    the rest run, since the report would mix precision with compression (and refuse)."""
-    known = [(f.name, p) for f in folders if (p := computes_in(f))]
+def check_precision(planned: list[Unit]) -> None:
+    """Every unit run so far computes in the first one's precision; else the sweep stops before the
+    rest run, since the report would mix precision with compression (and refuse)."""
+    known = [(u.label, p) for u in planned if u.kind == "evaluate" and (p := computes_in(Path(u.folder)))]
     odd = next(((name, p) for name, p in known[1:] if p != known[0][1]), None)
     if odd:
         raise SweepError(
@@ -180,6 +144,34 @@ def check_precision(folders: list[Path]) -> None:
             f"would mix precision with compression. Give one dtype= in --model_args (e.g. "
             f"dtype={known[0][1]}) and run the same sweep again"
         )
+
+
+def plan_units(
+    settings, base_args, compress_args, output, lm_eval_args, model, redactor, shards=None, unit_tokens=None
+):
+    """The sweep's units, one per setting or, sharded, compress and evaluate units per setting."""
+
+    def shown(command) -> str:
+        return redactor.text(shlex.join(command[1:]))
+
+    commands = {
+        s.name: setting_command(s, base_args, compress_args, output / s.name, lm_eval_args, model)
+        for s in settings
+    }
+    if not (shards or unit_tokens):
+        return [units.setting_unit(s.name, commands[s.name], output / s.name, shown) for s in settings], {}
+    works = units.task_work(units.option(lm_eval_args, "--tasks"), lm_eval_args)
+    groups = units.shard_groups(works, shards, unit_tokens)
+    planned = []
+    for s in settings:
+        compress = None if s.is_dense else compress_command(s, base_args, compress_args)
+        planned += units.sharded_units(s.name, commands[s.name], compress, output, works, groups, shown)
+    return planned, {w.task: w.options for w in works}
+
+
+def compress_command(setting: Setting, base_args: dict, compress_args: dict) -> list[str]:
+    args = {**base_args, **args_for(setting.spec.compress, compress_args), **setting.model_args}
+    return [sys.executable, "-m", "lm_eval_trust.cli", "compress", "--model_args", format_model_args(args)]
 
 
 def run_sweep(
@@ -191,48 +183,54 @@ def run_sweep(
     log=print,
     model: str = "trust-hf",
     redactor: Redactor | None = None,
+    cluster: argparse.Namespace | None = None,
 ) -> list[Path]:
-    """Evaluate every setting not done yet; the run folders, in the order of `settings`. Lines logged
-    and markers go through `redactor`: the commands carry `--model_args`, tokens included."""
+    """Run every unit not done yet on the executor `cluster` names (here, in order, by default) and
+    merge sharded settings; the setting folders, in the order of `settings`. Lines logged and
+    markers go through `redactor`: the commands carry `--model_args`, tokens included."""
     redactor, printer = redactor or Redactor(), log
+    cluster = cluster or argparse.Namespace(executor="local", shards=None, unit_tokens=None, retries=None)
 
     def log(text: str) -> None:
         printer(redactor.text(text))
 
     started = time.monotonic()
-    folders = []
-    for index, setting in enumerate(settings, 1):
-        check_precision(folders)
-        run_dir = output / setting.name
-        run_dir.mkdir(exist_ok=True)
-        command = setting_command(setting, base_args, compress_args, run_dir, lm_eval_args, model)
-        head = f"sweep [{index}/{len(settings)}] {setting.name}"
-        folders.append(run_dir)
-        if is_done(run_dir, command_key(command)):
-            log(f"{head}: done in an earlier run, skipped ({run_dir})")
-            continue
-        log(
-            f"{head}: running (overall {_clock(time.monotonic() - started)} so far)\n  {shlex.join(command[1:])}"
+    planned, options = plan_units(
+        settings,
+        base_args,
+        compress_args,
+        output,
+        lm_eval_args,
+        model,
+        redactor,
+        cluster.shards,
+        cluster.unit_tokens,
+    )
+    units.write_manifest(output, planned)
+    engine = executors.engine_options(cluster, model, base_args, lm_eval_args, output)
+    if cluster.executor == "local":
+        engine["before"] = lambda: check_precision([u for u in planned if u.is_done()])
+    failures = executors.execute(planned, cluster.executor, executors.retries(cluster), log, **engine)
+    folders = [output / s.name for s in settings]
+    broken = {f.unit.setting for f in failures}
+    if options:
+        for folder in folders:
+            if folder.name not in broken:
+                merge.merge_once(folder, [u for u in planned if u.setting == folder.name], options, log)
+    if failures:
+        raise SweepError(
+            f"{len(failures)} units failed:\n{executors.failure_table(failures)}\nFix the cause and run the same "
+            "command again: it runs only the units not done."
         )
-        began = time.monotonic()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        code = subprocess.call(command, env=env)
-        if code != 0:
-            raise SweepError(
-                f"{head} failed (exit {code}); its log is above. Fix the cause and run the same command "
-                f"again: finished settings and answered requests are kept."
-            )
-        mark_done(run_dir, setting, command, time.monotonic() - began, redactor)
-        log(f"{head}: finished in {_clock(time.monotonic() - began)}")
-    check_precision(folders)
-    log(f"sweep: {len(settings)} settings evaluated in {_clock(time.monotonic() - started)} ({output})")
+    check_precision([u for u in planned if u.kind == "evaluate"])
+    log(
+        f"sweep: {len(settings)} settings evaluated in {executors.clock(time.monotonic() - started)} ({output})"
+    )
     return folders
 
 
 def check_vllm_env() -> None:
     """`--model trust-vllm` needs vLLM here or the vLLM environment: said before any setting runs."""
-    import importlib.util
-
     from lm_eval_trust import vllm_env
 
     if importlib.util.find_spec("vllm") is None:
@@ -290,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--report_dir", help="where the report goes (default: OUTPUT_PATH/report)")
     parser.add_argument("--bootstrap_iters", type=int, default=1000, help="bootstrap resamples per change")
+    executors.add_arguments(parser)
     return parser
 
 
@@ -327,6 +326,11 @@ def _sweep_main(argv: list[str], redactor: Redactor) -> int:
             )
         settings = parse_settings(args.settings)
         check_report_args(args)
+        executors.check_arguments(args)
+        if (args.shards or args.unit_tokens) and units.option(lm_eval_args, "--samples", "-E"):
+            raise SweepError(
+                "--samples is set by the sweep for each shard; drop it, or drop --shards/--unit_tokens"
+            )
         if args.model == "trust-vllm":
             check_vllm_env()
         output = Path(args.output_path)
@@ -337,7 +341,7 @@ def _sweep_main(argv: list[str], redactor: Redactor) -> int:
             return _sweep_and_report(
                 args, settings, base_args, compress_args, lm_eval_args, report_dir, redactor
             )
-    except (SweepError, CompressionError, FolderError) as err:
+    except (SweepError, CompressionError, FolderError, units.UnitError) as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
         return 2
 
@@ -355,8 +359,12 @@ def _sweep_and_report(
             ["--tasks", args.tasks, *lm_eval_args],
             model=args.model,
             redactor=redactor,
+            cluster=args,
         )
-    except SweepError as err:
+    except units.UnitError as err:  # the plan or the executor's options, refused before any unit ran
+        print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
+        return 2
+    except (SweepError, merge.MergeError) as err:
         print(f"lm-eval-trust sweep: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

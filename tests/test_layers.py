@@ -19,10 +19,10 @@ LAYERS = [
     {"tasks"},
     {"preflight", "report"},
     {"rescore"},
-    {"plan", "sweep"},
+    {"plan", "cluster", "sweep"},
     {"cli"},
 ]  # fmt: skip
-FOLDERS = ("tasks", "model_adapters", "plan", "report", "scoring")
+FOLDERS = ("tasks", "model_adapters", "plan", "report", "scoring", "cluster")
 
 
 def unit(module: str) -> str:

@@ -15,13 +15,11 @@ from conftest import BIN, cli_env
 
 from lm_eval_trust import output_folder
 from lm_eval_trust.compression import CompressionError
+from lm_eval_trust.cluster import executors, units
 from lm_eval_trust.sweep import (
     PAPER_GRID,
     Setting,
     SweepError,
-    command_key,
-    is_done,
-    mark_done,
     parse_settings,
     setting_command,
     sweep_main,
@@ -117,13 +115,15 @@ def test_a_setting_is_done_only_for_the_same_command(tmp_path):
         Setting.parse("dense"), {"pretrained": "m"}, {"calib_dataset": "self"}, tmp_path, []
     )
     assert "pretrained=m" in dense  # calibration arguments go to compressed settings only
-    assert not is_done(tmp_path, command_key(command))
-    mark_done(tmp_path, setting, command, 1.0)
+    unit = units.setting_unit(setting.name, command, tmp_path, str)
+    assert not unit.is_done()
+    unit.mark_done(1.0)
+    assert not unit.is_done()  # a marker without results is not done
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "results_x.json").write_text("{}")
-    assert is_done(tmp_path, command_key(command))
+    assert unit.is_done()
     other = setting_command(setting, {"pretrained": "m"}, {}, tmp_path, ["--limit", "4"])
-    assert not is_done(tmp_path, command_key(other))
+    assert not units.setting_unit(setting.name, other, tmp_path, str).is_done()
 
 
 def test_sweep_is_killed_mid_run_and_resumes_without_recomputing(
@@ -204,13 +204,13 @@ def test_a_token_in_model_args_is_in_no_file_or_line_the_sweep_writes(
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sweep, "ENGINES", (*sweep.ENGINES, "trust-scripted"))
     owners = []
-    real_call = sweep.subprocess.call
+    real_call = executors.subprocess.call
 
     def call(command, **kwargs):  # the lock's owner file exists only while the sweep runs
         owners.extend(p.read_text() for p in tmp_path.rglob(output_folder.OWNER_NAME))
         return real_call(command, **kwargs)
 
-    monkeypatch.setattr(sweep.subprocess, "call", call)
+    monkeypatch.setattr(executors.subprocess, "call", call)
     out = tmp_path / "out"
     argv = [
         "--model",
@@ -240,7 +240,7 @@ def test_a_token_in_model_args_is_in_no_file_or_line_the_sweep_writes(
     for text, where in ((printed.out, "stdout"), (printed.err, "stderr")):
         assert SECRET not in text, where
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.name == sweep.DONE_MARKER for p in files)
+    assert any(p.name == units.SETTING_MARKER for p in files)
     assert [p for p in files if SECRET.encode() in p.read_bytes()] == []
 
 
@@ -259,7 +259,7 @@ def test_a_setting_in_another_precision_stops_the_sweep_before_the_rest_run(tmp_
         (run_dir / "m" / "results_1.json").write_text(json.dumps(results))
         return 0
 
-    monkeypatch.setattr(sweep.subprocess, "call", call)
+    monkeypatch.setattr(executors.subprocess, "call", call)
     settings = sweep.parse_settings(["dense", "gptq:4", "awq:4"])
     with pytest.raises(
         SweepError, match=r"gptq-w4-g128 computes in bfloat16, dense in float32.*dtype=float32"

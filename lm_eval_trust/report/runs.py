@@ -125,11 +125,12 @@ class ModelRun:
 
 
 def find_files(paths: Sequence[Path], pattern: str, hint: str) -> list[Path]:
-    """Files named on the command line, and every file matching `pattern` under named folders."""
+    """Files named on the command line, and every file matching `pattern` under named folders, but
+    not a sharded sweep's shards (`units/`, beside its manifest): their merge is the setting's run."""
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(path.rglob(pattern))
+            files = sorted(f for f in path.rglob(pattern) if not _in_shard(f, path))
             if not files:
                 raise ResultsError(f"{path}: no {pattern} below this folder; {hint}")
             found += files
@@ -138,6 +139,10 @@ def find_files(paths: Sequence[Path], pattern: str, hint: str) -> list[Path]:
         else:
             raise ResultsError(f"{path}: no such file or folder")
     return found
+
+
+def _in_shard(file: Path, root: Path) -> bool:
+    return any(p.name == "units" and (p / "manifest.json").is_file() for p in file.parents if root in p.parents)
 
 
 def find_results(paths: Sequence[Path]) -> list[Path]:
