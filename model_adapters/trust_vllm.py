@@ -209,6 +209,8 @@ class TrustVLLM(ModelTable, TrustGeneration, VLLM):
         serve, self.served, invariance = resolved, None, {}
         if current_platform.is_cuda():
             invariance = cuda_batch_invariance()
+            if int(kwargs.get("tensor_parallel_size", 1)) > 1:  # the GPUs its scheduler gave it,
+                kwargs.setdefault("distributed_executor_backend", "mp")  # not vLLM's Ray workers
         if on_cpu:
             # `auto` is float32 for every checkpoint, as on trust-hf: portable numbers, fast on CPUs
             # without native bf16, and one precision for a dense model and its compressed settings.

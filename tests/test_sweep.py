@@ -14,8 +14,8 @@ import pytest
 from conftest import BIN, cli_env
 
 from lm_eval_trust import output_folder
-from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.cluster import executors, units
+from lm_eval_trust.compression import CompressionError
 from lm_eval_trust.sweep import (
     PAPER_GRID,
     Setting,

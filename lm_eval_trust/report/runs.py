@@ -142,7 +142,9 @@ def find_files(paths: Sequence[Path], pattern: str, hint: str) -> list[Path]:
 
 
 def _in_shard(file: Path, root: Path) -> bool:
-    return any(p.name == "units" and (p / "manifest.json").is_file() for p in file.parents if root in p.parents)
+    return any(
+        p.name == "units" and (p / "manifest.json").is_file() for p in file.parents if root in p.parents
+    )
 
 
 def find_results(paths: Sequence[Path]) -> list[Path]:
