@@ -198,3 +198,12 @@ def test_bad_executor_flags_name_the_flag(flags, message):
 def test_an_unknown_submitit_parameter_is_refused_before_any_unit(tmp_path):
     with pytest.raises(units.UnitError, match="--slurm_args: .*partiton"):
         executors.slurm_executor({"cluster": "local", "slurm_partiton": "gpu"}, tmp_path)
+
+
+def test_sharding_a_task_that_is_not_a_trust_task_is_refused_before_any_unit(tmp_path, capsys):
+    from lm_eval_trust.sweep import sweep_main
+
+    argv = ["--model_args", "pretrained=m", "--settings", "dense", "--tasks", "mmlu", "--shards", "2"]
+    assert sweep_main([*argv, "--output_path", str(tmp_path / "out")]) == 2
+    assert "--shards and --unit_tokens split trust tasks only" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "units").exists()

@@ -121,14 +121,17 @@ def task_work(tasks_arg: str, lm_eval_args: list[str]) -> list[TaskWork]:
     from lm_eval_trust.dimension import TaskConfigError
     from lm_eval_trust.plan.design import PlanError, load_tasks, sample_size
 
-    metadata = json.loads(option(lm_eval_args, "--metadata") or "{}")
-    limit = option(lm_eval_args, "--limit", "-L")
+    try:
+        metadata = json.loads(option(lm_eval_args, "--metadata") or "{}")
+        limit = float(option(lm_eval_args, "--limit", "-L") or 0) or None
+    except ValueError as err:
+        raise UnitError(f"--metadata or --limit cannot be read ({err}); give JSON and a number") from None
     names = [t.strip() for t in tasks_arg.split(",") if t.strip()]
     try:
         tasks = load_tasks(names, metadata, option(lm_eval_args, "--include_path"))
         out = []
         for name, task in tasks.items():
-            n = sample_size(task, float(limit) if limit else None)
+            n = sample_size(task, limit)
             costs, work = [], []
             for _, row in task.doc_iterator(limit=n):
                 scenario = row["scenario"]
@@ -139,7 +142,9 @@ def task_work(tasks_arg: str, lm_eval_args: list[str]) -> list[TaskWork]:
                 work.append([row["doc_index"], scenario, row[DIGEST], settings, samples])
             out.append(TaskWork(name, costs, work, json.loads(json.dumps(task.config.metadata, default=str))))
     except (PlanError, TaskConfigError) as err:
-        raise UnitError(f"sharding {tasks_arg!r}: {str(err).replace('plan sizes', 'shards')}") from err
+        raise UnitError(
+            f"--shards and --unit_tokens split trust tasks only ({err}); run other tasks in a sweep without them"
+        ) from err
     return out
 
 
