@@ -1,10 +1,11 @@
 """`lm-eval-trust sweep`: one base model, a list of compression settings, one evaluation per setting.
 
-Each setting runs as its own `lm-eval-trust run` process (a model's memory is freed when it ends)
-into `OUTPUT/<setting>/`, with `--log_samples` and a per-setting `--use_cache`. A setting is done
-when its marker file matches the command that would run now, so running the same sweep again after
-an interruption skips finished settings; an interrupted setting reuses the requests it had
-answered (lm-eval's request cache, and trust-hf's per-sample cache for sampled requests) and its
+The sweep is a plan of units (`lm_eval_trust.cluster`): by default one `lm-eval-trust run` process
+per setting (a model's memory is freed when it ends) into `OUTPUT/<setting>/`, with `--log_samples`
+and a per-setting `--use_cache`; with `--shards` or `--unit_tokens`, compress and evaluate-shard
+units merged per setting. `--executor` runs them here, on Ray or on Slurm. A unit is done when its
+marker matches the unit the plan makes now, so running the same sweep again after an interruption
+runs only what is missing; an interrupted unit reuses the requests it had answered and the
 compressed checkpoint (the compression cache). The output folder is checked writable before any
 work and locked for the sweep's length, so a second sweep into it stops at once, naming the first.
 """

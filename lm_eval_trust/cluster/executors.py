@@ -31,10 +31,16 @@ class UnitFailed(RuntimeError):
 class Failure:
     unit: Unit
     reason: str
+    log: str = ""  # where its output is; empty: the unit's own unit.log
+
+    @property
+    def where(self) -> str:
+        return self.log or str(self.unit.log)
 
 
-def run_unit(unit: Unit) -> float:
-    """Run one unit where the executor placed it; its seconds. The marker is written only on success."""
+def run_unit(unit: Unit, stream: bool = False) -> float:
+    """Run one unit where the executor placed it; its seconds. The marker is written only on success.
+    Its output goes to its `unit.log`, or with `stream` to this terminal."""
     folder = Path(unit.folder)
     try:
         unit.clear()
@@ -43,7 +49,7 @@ def run_unit(unit: Unit) -> float:
         raise UnitFailed(f"its folder cannot be made ({err})") from None
     began = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if unit.marker_name == SETTING_MARKER:  # an unsharded setting prints to the terminal, as it always did
+    if stream:
         code = subprocess.call(list(unit.command), env=env)
     else:
         with open(unit.log, "w") as log:
@@ -97,20 +103,22 @@ def clock(seconds: float) -> str:
 
 
 def run_local(units: list[Unit], retries: int, progress: Progress, before=None, **_) -> list[Failure]:
-    """One unit after another; `before` checks what finished so far (the sweep's precision check)."""
+    """One unit after another; `before` checks what finished so far (the sweep's precision check).
+    An unsharded setting prints to the terminal, as a one-machine sweep always did."""
     failures = []
     for unit in units:
         if before:
             before()
         progress.started([unit], "local")
+        stream = unit.marker_name == SETTING_MARKER
         for attempt in range(retries + 1):
             try:
-                progress.finished(unit, run_unit(unit))
+                progress.finished(unit, run_unit(unit, stream))
                 break
             except UnitFailed as err:
                 if attempt == retries:
                     progress.finished(unit, failed=str(err))
-                    failures.append(Failure(unit, str(err)))
+                    failures.append(Failure(unit, str(err), "printed above" if stream else ""))
     return failures
 
 
@@ -224,7 +232,7 @@ def execute(units: list[Unit], executor: str, retries: int, log, **engine) -> li
 
 def failure_table(failures: list[Failure]) -> str:
     rows = [("setting", "unit", "reason", "log")]
-    rows += [(f.unit.setting, f.unit.name, f.reason, str(f.unit.log)) for f in failures]
+    rows += [(f.unit.setting, f.unit.name or "(all tasks)", f.reason, f.where) for f in failures]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join("  " + "  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows)
 
