@@ -250,8 +250,13 @@ def verify(root: Path, only: list[str] | None = None) -> VerifyReport:
     return report
 
 
-def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
-    """Records of a JSONL file; a bad line is an error naming the file, the line and the fix."""
+def read_jsonl(
+    path: Path,
+    required: Sequence[str] = (),
+    error: type[Exception] = DataError,
+    fix: str = "re-fetch the file",
+) -> list[dict]:
+    """Records of a JSONL file; a bad line is an `error` naming the file, the line and the `fix`."""
     records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -260,10 +265,12 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno} is not valid JSON ({err}); re-fetch the file") from err
+                raise error(f"{path}:{lineno} is not valid JSON ({err}); {fix}") from err
+            if not isinstance(record, dict):
+                raise error(f"{path}:{lineno} is not a JSON object; {fix}")
             missing = set(required) - set(record)
             if missing:
-                raise DataError(f"{path}:{lineno} lacks field(s) {sorted(missing)}; re-fetch the file")
+                raise error(f"{path}:{lineno} lacks field(s) {sorted(missing)}; {fix}")
             records.append(record)
     return records
 

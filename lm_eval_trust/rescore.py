@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lm_eval_trust.data import DataError, DataRoot
+from lm_eval_trust.data import DataError, DataRoot, read_jsonl
 from lm_eval_trust.dimension import (
     DIGEST,
     Dimension,
@@ -104,26 +104,16 @@ def dimension_of(config: dict, samples: SamplesFile) -> Dimension:
 
 def read_log(path: Path) -> list[dict]:
     """A trust task's sample log; a line that is not whole JSON (a copy cut mid-line) is named."""
-    lines = []
+    fix = "the log was cut or damaged: copy it again from the run's output folder"
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, text in enumerate(f, 1):
-                if not text.strip():
-                    continue
-                try:
-                    line = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise RescoreError(
-                        f"{path}: line {number} is not complete JSON ({err}); the log was cut or damaged: "
-                        "copy it again from the run's output folder"
-                    ) from err
-                if not isinstance(line, dict) or not isinstance(line.get("doc"), dict):
-                    raise RescoreError(
-                        f"{path}: line {number} is not an lm-eval sample line (no `doc` object)"
-                    )
-                lines.append(line)
+        lines = read_jsonl(path, ("doc",), RescoreError, fix)
     except OSError as err:
         raise RescoreError(f"{path}: unreadable sample log ({err})") from err
+    for number, line in enumerate(lines, 1):
+        if not isinstance(line["doc"], dict):
+            raise RescoreError(
+                f"{path}: record {number} is not an lm-eval sample line (`doc` is not an object)"
+            )
     return lines
 
 

@@ -76,28 +76,35 @@ class TrustGeneration:
             total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running generate_until"
         )
         pbar.update(len(requests) - sum(len(w) for w in greedy.values()) - sum(len(s) for s in todo))
-        for batch in self._greedy_batches(
-            [(key, requests[where[0]]) for key, where in greedy.items()], tokens
-        ):
-            for (key, req), text in zip(
-                batch, self._engine_generate([r for _, r in batch], tokens), strict=True
-            ):
+        step = self.prompts_per_call or len(todo) or 1
+        calls = [
+            (b, [])
+            for b in self._greedy_batches([(key, requests[w[0]]) for key, w in greedy.items()], tokens)
+        ]
+        calls += [
+            ([], [slot for prompt in todo[s : s + step] for slot in prompt])
+            for s in range(0, len(todo), step)
+        ]
+        if self.prompts_per_call is None and self._batch_rows(0) is None and len(calls) == 2:
+            # The engine takes every prompt at once: greedy and sampled rows in one call, so that
+            # neither waits for the other's last rows.
+            calls = [(calls[0][0], calls[1][1])]
+        for batch, slots in calls:
+            rows = [req for _, req in batch] + [requests[i] for _, i in slots]
+            seeds = [None] * len(batch) + [
+                sample_seed(self.sampling_seed, *requests[i].args, k) for k, i in slots
+            ]
+            texts = self._engine_generate(rows, tokens, seeds if slots else None)
+            for (key, req), text in zip(batch, texts[: len(batch)], strict=True):
                 for i in greedy[key]:
                     results[i] = text
                 self.cache_hook.add_partial("generate_until", req.args, text)
                 pbar.update(len(greedy[key]))
-        step = self.prompts_per_call or len(todo) or 1
-        for start in range(0, len(todo), step):
-            slots = [slot for prompt in todo[start : start + step] for slot in prompt]
-            rows = [requests[i] for _, i in slots]
-            seeds = [
-                sample_seed(self.sampling_seed, *req.args, k) for (k, _), req in zip(slots, rows, strict=True)
-            ]
-            for (k, i), text in zip(slots, self._engine_generate(rows, tokens, seeds), strict=True):
+            for (k, i), text in zip(slots, texts[len(batch) :], strict=True):
                 results[i] = text
                 store.put(*requests[i].args, k, text)
             store.commit()
-            pbar.update(len(rows))
+            pbar.update(len(slots))
         pbar.close()
         return results
 

@@ -210,7 +210,7 @@ def test_duplicated_foreign_and_cut_lines_are_refused(subsampled_run, tmp_path):
     cases = {
         "duplicated": (lines[:7] + [lines[2]], r"lines 3 and 8 log the same document \(doc_index \d+\)"),
         "foreign": (lines[:7] + [foreign], r"line 8 holds a document of scenario 'stereotype_benign'"),
-        "cut": (lines[:7] + [lines[7][:40]], r"line 8 is not complete JSON"),
+        "cut": (lines[:7] + [lines[7][:40]], r":8 is not valid JSON"),
         "another prompt": (lines[:7] + [_other_prompt(lines[7])], r"comparability.documents_sha256 differs"),
     }
     for name, (content, message) in cases.items():
