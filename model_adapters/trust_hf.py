@@ -116,7 +116,7 @@ class TrustHFLM(ModelTable, TrustGeneration, HFLM):
         """`--batch_size auto` for greedy prompts: lm-eval's probe once a batch plan, but one prompt
         at a time on CPU, where reading a prompt is compute-bound and a padded batch takes
         transformers' masked attention, which copies every key/value head: 40 greedy trust prompts
-        took 546 s in batches, 52 s one by one (docs/performance.md)."""
+        took 546 s in batches, 50 s one by one (docs/performance.md)."""
         if self.batch_size != "auto":
             return int(self.batch_size)
         return 1 if self.device.type == "cpu" else self._detect_batch_size()
