@@ -203,7 +203,7 @@ def run_vllm_worker(argv: list[str], dtype: str, stock: dict | None = None) -> d
     """Start `vllm_worker` in the vLLM environment with this run's arguments and `dtype` (for (e),
     (d)'s `stock` settings); its figures."""
     env = vllm_env.location()
-    if not vllm_env.installed(env):
+    if vllm_env.problem(env) is not None:
         raise SystemExit(f"(d) needs the vLLM environment at {env}: create it with `lm-eval-trust vllm-env`")
     command = [str(vllm_env.python_in(env)), __file__, *argv, "--vllm_dtype", dtype, "--worker"]
     command += ["--stock", json.dumps(stock)] if stock else []

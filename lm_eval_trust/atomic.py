@@ -2,7 +2,8 @@
 
 Readers never see a half-written file or folder, concurrent writers never share a partial (threads
 share a pid), and a writer killed part way leaves only a `.<name>.*.part` that `clean_partials`
-removes (call it under the lock that guards the target). A damaged sqlite cache is set aside
+removes (call it under the lock that guards the target); `build_once` does all of it for a cache
+entry made once and shared by processes. A damaged sqlite cache is set aside
 (`set_aside_if_damaged`), never deleted, and its entries are computed again.
 """
 
@@ -15,8 +16,12 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+log = logging.getLogger(__name__)
 
 
 def partial_prefix(target: Path) -> str:
@@ -69,6 +74,34 @@ def clean_partials(target: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def build_once(
+    target: Path, is_whole: Callable[[Path], bool], build: Callable[[Path], None], what: str
+) -> None:
+    """Make the folder `target` with `build(partial)` unless `is_whole(target)`: under a file lock
+    beside it, so a second process waits (saying so: a silent wait looks like a hang) and then finds
+    it made; partials of killed runs are removed and a damaged `target` is made again."""
+    target = Path(target)
+    if is_whole(target):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("Waiting for another process making %s (lock %s)", what, lock.lock_file)
+        lock.acquire()
+    try:
+        if is_whole(target):
+            return
+        clean_partials(target)  # under the lock, partials are from runs killed part way
+        if target.exists():
+            log.warning("%s in %s is incomplete or damaged; making it again", what, target)
+        with atomic_path(target, directory=True) as tmp:
+            build(tmp)
+    finally:
+        lock.release()
+
+
 def set_aside_if_damaged(db: Path, what: str) -> Path | None:
     """Move a sqlite file that fails `PRAGMA quick_check` to `<name>.damaged-<time>`, with a warning
     naming both; the new path, or None when it is absent or sound."""
@@ -83,7 +116,7 @@ def set_aside_if_damaged(db: Path, what: str) -> Path | None:
         pass
     aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     db.rename(aside)
-    logging.getLogger(__name__).warning(
+    log.warning(
         "%s %s is damaged (not a readable sqlite database); moved it to %s and what it held will be "
         "computed again",
         what,

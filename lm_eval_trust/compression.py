@@ -3,7 +3,7 @@
 `CompressionSpec` is the setting; each written form comes from it, so the sweep's folders, the
 commands it runs, the report's labels and the leaderboard's names cannot drift apart:
 
-    setting_text  gptq:4:g64            what `sweep --settings` reads (`parse_setting`)
+    parse_setting gptq:4:g64            what `sweep --settings` reads (the short form)
     model_args    compress=gptq,bits=4,group_size=64
                                         what trust-hf reads (`CompressionSpec.pop_from`)
     folder_name   gptq-w4-g64           a sweep setting's output folder
@@ -292,17 +292,6 @@ def parse_setting(text: str) -> CompressionSpec:
     except CompressionError as err:
         raise CompressionError(f"setting {text!r}: {err}") from None
     return spec
-
-
-def setting_text(spec: CompressionSpec) -> str:
-    """The short form `parse_setting` reads back (calibration is not part of it)."""
-    if spec.kind == "quantize":
-        return f"{spec.compress}:{spec.bits}:g{spec.group_size}"
-    if spec.kind == "prune":
-        if STRUCTURES[spec.structure]:
-            return f"{spec.compress}:{spec.structure}"
-        return f"{spec.compress}:unstructured:{float(spec.sparsity)!r}"
-    return "dense"
 
 
 # -- the --model_args form -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ HTTP server that serves a data root's tree, such as an internal mirror.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import http.client
@@ -273,6 +274,18 @@ def read_jsonl(
                 raise error(f"{path}:{lineno} lacks field(s) {sorted(missing)}; {fix}")
             records.append(record)
     return records
+
+
+def json_object(text: str) -> dict:
+    """argparse's `type` for a flag that takes a JSON object (`--metadata`): a bad value is the
+    parser's error naming the flag."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"n_samples\": 5}'")
+    return value
 
 
 class DataRoot:

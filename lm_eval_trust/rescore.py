@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lm_eval_trust.data import DataError, DataRoot, read_jsonl
+from lm_eval_trust.data import DataError, DataRoot, json_object, read_jsonl
 from lm_eval_trust.dimension import (
     DIGEST,
     Dimension,
@@ -326,8 +326,8 @@ def rescore(paths: Sequence[Path], out_dir: Path, overrides: dict | None = None)
 def rescore_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lm-eval-trust rescore",
-        description="Recompute every metric and score of trust tasks from lm-eval sample logs "
-        "(--log_samples), without a model; writes a results JSON and sample logs the report reads.",
+        description="Recompute trust scores from lm-eval sample logs (--log_samples), without a model.",
+        epilog="Writes a results JSON and sample logs the report reads (lm-eval's layout).",
     )
     parser.add_argument(
         "samples", nargs="+", type=Path, help="samples_<task>_<date>.jsonl files, or folders holding them"
@@ -335,19 +335,12 @@ def rescore_main(argv: list[str]) -> int:
     parser.add_argument("--output", "-o", type=Path, required=True, help="folder for the new results")
     parser.add_argument(
         "--metadata",
-        default="{}",
+        type=json_object,
+        default={},
         help='scoring options to change, as JSON, e.g. \'{"toxicity_scorer": "detoxify"}\' or '
         '\'{"stereotype_classifier": "upstream"}\' (needs the data root, as a run does)',
     )
     args = parser.parse_args(argv)
-    try:
-        overrides = json.loads(args.metadata)
-    except json.JSONDecodeError as err:
-        print(f"lm-eval-trust rescore: error: --metadata is not valid JSON ({err})", file=sys.stderr)
-        return 2
-    if not isinstance(overrides, dict):
-        print("lm-eval-trust rescore: error: --metadata must be a JSON object", file=sys.stderr)
-        return 2
     reason = unusable_output(args.output, "--output", folder=True) or overlapping_input(
         args.samples, args.output
     )
@@ -357,7 +350,7 @@ def rescore_main(argv: list[str]) -> int:
     from lm_eval_trust.scoring.toxicity import ScorerError
 
     try:
-        written = rescore(args.samples, args.output, overrides)
+        written = rescore(args.samples, args.output, args.metadata)
     except (RescoreError, ResultsError, ScorerError, DataError) as err:
         print(f"lm-eval-trust rescore: error: {err}", file=sys.stderr)
         return 2

@@ -145,10 +145,6 @@ def problem(env: Path) -> str | None:
     return None
 
 
-def installed(env: Path) -> bool:
-    return problem(env) is None
-
-
 def hand_off(argv: list[str]) -> None:
     """Run this `lm-eval-trust` command in the vLLM environment instead (never returns)."""
     env = location()

@@ -15,7 +15,7 @@ library's private name (marked "private") is in this list, and no other is made.
   - `model_adapters/response_cache.py: ModelTable.set_cache_hook`: `CachingLM` keys responses
     without the model, so each model gets its own table; it sets the table on lm-eval's
     `SqliteDict` through its attributes `tablename` and `conn` (private).
-  - `model_adapters/sample_store.py: SampleStore`: `CachingLM` never reads sampled requests back.
+  - `model_adapters/response_cache.py: SampleStore`: `CachingLM` never reads sampled requests back.
   - `model_adapters/generation.py: TrustGeneration`: `HFLM` and `VLLM` cut a prompt that does not
     fit without an error, and `VLLM.generate_until` writes its cache rows under the processed
     generation kwargs, which `CachingLM` never looks up; so the rules check first and write the
@@ -36,8 +36,6 @@ library's private name (marked "private") is in this list, and no other is made.
   - `model_adapters/batch_invariant.py: chunk_rows`: each linear layer's `quant_method` (private to
     vLLM's layers) is wrapped so that half-precision calls have fixed row counts (its CPU kernels
     give a row another result with another number of rows).
-  - `model_adapters/cpu_kernels.py`: vLLM's compiled RMSNorm kernels, private `torch.ops._C.rms_norm`
-    and `torch.ops._C.fused_add_rms_norm`, in place of the PyTorch ops it uses on CPU.
 - transformers 5.17.0:
   - `model_adapters/seeded_draw.py`: `generate` applies a custom logits processor before its
     sampling warpers and samples all rows from one generator, so the draw runs greedy over the

@@ -5,52 +5,37 @@ sampled with the spec's seed; its hash goes into the cache key."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
 import torch
 
 from lm_eval_trust.compression import CALIB_SUFFIXES, CompressionError, CompressionSpec
+from lm_eval_trust.data import read_jsonl
 
 
 def _json_records(path: Path) -> list:
-    raw = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            records = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise CompressionError(f"calib_dataset={path} is not valid JSON ({err})") from err
-        if not isinstance(records, list):
-            raise CompressionError(f"calib_dataset={path} must hold a JSON list of texts or records")
-        return records
-    records = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise CompressionError(f"calib_dataset={path}:{lineno} is not valid JSON ({err})") from err
+    if path.suffix == ".jsonl":
+        fix = 'give one JSON object a line, with "text" or "instruction"/"output"'
+        return read_jsonl(path, error=CompressionError, fix=fix)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CompressionError(f"calib_dataset={path} is not valid JSON ({err})") from err
+    if not isinstance(records, list):
+        raise CompressionError(f"calib_dataset={path} must hold a JSON list of texts or records")
     return records
 
 
-def _texts_from_file(path: Path) -> list[str | dict]:
-    if path.suffix == ".txt":
-        return [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    texts = []
-    for record in _json_records(path):
-        if isinstance(record, str):
-            texts.append(record)
-        elif isinstance(record, dict) and isinstance(record.get("text"), str):
-            texts.append(record["text"])
-        elif isinstance(record, dict) and "instruction" in record:
-            texts.append(_alpaca_pair(record))
-    return [t for t in texts if not isinstance(t, str) or t.strip()]
-
-
-def _alpaca_pair(record: dict) -> dict:
-    """An instruction record as a user/assistant exchange, for the chat template."""
-    prompt = "\n".join(x for x in (record["instruction"], record.get("input", "")) if x)
-    return {"user": prompt, "assistant": record.get("output", "")}
+def _text(record) -> str | dict | None:
+    """A record's calibration text: a string, an instruction record as a user/assistant exchange
+    (for the chat template), or a record's "text"."""
+    if isinstance(record, dict) and "instruction" in record:
+        prompt = "\n".join(x for x in (record["instruction"], record.get("input", "")) if x)
+        return {"user": prompt, "assistant": record.get("output", "")}
+    text = record.get("text") if isinstance(record, dict) else record
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def calibration_texts(spec: CompressionSpec, model, tokenizer) -> list[str | dict]:
@@ -58,20 +43,18 @@ def calibration_texts(spec: CompressionSpec, model, tokenizer) -> list[str | dic
     path = Path(dataset).expanduser()
     if dataset == "self":
         return self_generated_texts(spec, model, tokenizer)
-    if path.suffix in CALIB_SUFFIXES:
+    if path.suffix == ".txt" and path.is_file():
+        texts = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    elif path.suffix in CALIB_SUFFIXES:
         if not path.is_file():
             raise CompressionError(f"calib_dataset={dataset}: no such file")
-        texts = _texts_from_file(path)
+        texts = [t for t in map(_text, _json_records(path)) if t]
     else:
         try:
             import datasets
 
             split = datasets.load_dataset(dataset, split="train", streaming=True)
-            texts = []
-            for row in split:
-                texts.append(_alpaca_pair(row) if "instruction" in row else row["text"])
-                if len(texts) >= spec.calib_samples * 4:
-                    break
+            texts = [t for t in map(_text, itertools.islice(split, spec.calib_samples * 4)) if t]
         except Exception as err:
             raise CompressionError(
                 f"calib_dataset={dataset!r} could not be loaded ({type(err).__name__}); without network use "
@@ -95,15 +78,10 @@ def self_generated_texts(spec: CompressionSpec, model, tokenizer, batch_size: in
     """Text the dense model writes itself, seeded and batched: calibration without any dataset."""
     torch.manual_seed(spec.calib_seed)
     starts = ["Write a short story.", "Explain how plants grow.", "Describe a city.", "Give cooking advice."]
-    prompts = []
-    for i in range(spec.calib_samples):
-        messages = [{"role": "user", "content": starts[i % len(starts)]}]
-        if tokenizer.chat_template:
-            prompts.append(
-                tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            )
-        else:
-            prompts.append(messages[0]["content"])
+    prompts = [starts[i % len(starts)] for i in range(spec.calib_samples)]
+    if tokenizer.chat_template:
+        chat = [[{"role": "user", "content": p}] for p in prompts]
+        prompts = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     texts = []

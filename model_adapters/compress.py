@@ -1,16 +1,13 @@
 """On-the-fly compression for `trust-hf`: the compressed checkpoint of a base model, cached.
 
-Checkpoints are saved in the compressed-tensors format into a content-addressed cache, so a second
-identical run reuses them; what the checkpoint is gets measured from the saved weights. The key
-(`key_material`) holds everything that changes the checkpoint. A file lock beside each entry makes
-a second process wait for the first and reuse its result; a run killed part way leaves only a
-partial, removed by the next run under the lock. The setting itself is
+Checkpoints are saved in the compressed-tensors format into a content-addressed cache, keyed by
+everything that changes them (`key_material`), and measured from the saved weights (`measure`).
+Concurrent and killed runs are `atomic.build_once`'s to handle. The setting itself is
 `lm_eval_trust.compression.CompressionSpec`; the method runs in `recipes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -20,13 +17,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
-from filelock import FileLock, Timeout
 
-from lm_eval_trust.atomic import atomic_path, clean_partials
+from lm_eval_trust.atomic import build_once
 from lm_eval_trust.compression import CompressionError, CompressionSpec
 from lm_eval_trust.data import cache_root
 from lm_eval_trust.model_adapters.calibration import calibration_dataset
-from lm_eval_trust.model_adapters.embedded import ModelResolutionError, check_checkpoint
+from lm_eval_trust.model_adapters.embedded import is_whole
 from lm_eval_trust.model_adapters.identity import WEIGHT_SUFFIXES
 from lm_eval_trust.model_adapters.measure import measure
 from lm_eval_trust.model_adapters.recipes import compress_model
@@ -80,29 +76,7 @@ def cache_key(material: dict) -> str:
 
 def _complete(target: Path) -> bool:
     """A cache entry is usable when its marker (written last) is there and its weights are whole."""
-    if not (target / "compression.json").is_file():
-        return False
-    try:
-        check_checkpoint(target)
-    except ModelResolutionError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def cache_lock(target: Path):
-    """The entry's lock; a process that must wait says so, naming the lock file (a warning, so it
-    shows where nothing configured our logger: a silent wait looks like a hang)."""
-    lock = FileLock(str(target) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("Waiting for another process compressing the same setting (lock %s)", lock.lock_file)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+    return (target / "compression.json").is_file() and is_whole(target)
 
 
 def check_fits(config, spec: CompressionSpec) -> None:
@@ -133,56 +107,51 @@ def compressed_checkpoint(base: str, weights_sha256: str, spec: CompressionSpec,
     material = key_material(base, weights_sha256, config, spec, calib_hash)
     key = cache_key(material)
     target = cache_root() / "compressed" / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with cache_lock(target):
-        if not _complete(target):
-            clean_partials(target)  # under the lock, partials are from runs killed part way
-            if target.exists():
-                log.warning("The cached checkpoint %s is incomplete or damaged; compressing again", target)
-            _make(target, base, spec, tokenizer, calibration, {**material, "cache_key": key})
+    material["cache_key"] = key
+    make = lambda tmp: _make(tmp, base, spec, tokenizer, calibration, material)  # noqa: E731
+    build_once(target, _complete, make, f"the {spec.compress} checkpoint")
     if save_dir:
         shutil.copytree(target, save_dir, dirs_exist_ok=True)
     return target, json.loads((target / "compression.json").read_text())
 
 
-def _make(target: Path, base: str, spec: CompressionSpec, tokenizer, calibration, material: dict) -> None:
+def _make(tmp: Path, base: str, spec: CompressionSpec, tokenizer, calibration, material: dict) -> None:
     from transformers import AutoModelForCausalLM
 
-    log.info("Compressing %s with %s (cache %s)", base, spec.compress, target)
+    log.info("Compressing %s with %s (cache entry %s)", base, spec.compress, material["cache_key"])
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     calib_hash = material["calibration"]
     if spec.uses_calibration and calibration is None:
         calibration, calib_hash = calibration_dataset(spec, model, tokenizer)
-    with atomic_path(target, directory=True) as tmp:
-        start = time.monotonic()
-        compress_model(spec, model, tokenizer, calibration)
-        seconds = time.monotonic() - start
-        if spec.compress == "magnitude":
-            model.save_pretrained(tmp)  # dense weights with zeros: no compressed-tensors config
-        else:
-            model.save_pretrained(tmp, save_compressed=True)
-        tokenizer.save_pretrained(tmp)
-        dataset, template = spec.calibration()
-        metadata = {
-            "method": spec.compress,
-            "arguments": spec.arguments(),
-            "calibration": None
-            if calibration is None
-            else {
-                "dataset": dataset,
-                "template": template,
-                "samples": len(calibration),
-                "seqlen": spec.calib_seqlen,
-                "seed": spec.calib_seed,
-                "sha256": calib_hash,
-            },
-            "base_weights_sha256": material["base_weights"],
-            "base_files_sha256": material["base_files"],
-            "base_revision": material["base_revision"],
-            "library_versions": material["versions"],
-            "device": material["device"],
-            "compression_seconds": seconds,
-            "cache_key": material["cache_key"],
-            **measure(tmp, spec),
-        }
-        (tmp / "compression.json").write_text(json.dumps(metadata, indent=2))
+    start = time.monotonic()
+    compress_model(spec, model, tokenizer, calibration)
+    seconds = time.monotonic() - start
+    if spec.compress == "magnitude":
+        model.save_pretrained(tmp)  # dense weights with zeros: no compressed-tensors config
+    else:
+        model.save_pretrained(tmp, save_compressed=True)
+    tokenizer.save_pretrained(tmp)
+    dataset, template = spec.calibration()
+    metadata = {
+        "method": spec.compress,
+        "arguments": spec.arguments(),
+        "calibration": None
+        if calibration is None
+        else {
+            "dataset": dataset,
+            "template": template,
+            "samples": len(calibration),
+            "seqlen": spec.calib_seqlen,
+            "seed": spec.calib_seed,
+            "sha256": calib_hash,
+        },
+        "base_weights_sha256": material["base_weights"],
+        "base_files_sha256": material["base_files"],
+        "base_revision": material["base_revision"],
+        "library_versions": material["versions"],
+        "device": material["device"],
+        "compression_seconds": seconds,
+        "cache_key": material["cache_key"],
+        **measure(tmp, spec),
+    }
+    (tmp / "compression.json").write_text(json.dumps(metadata, indent=2))

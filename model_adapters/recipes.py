@@ -1,26 +1,24 @@
 """Running a method on a loaded model: llm-compressor's modifiers through `oneshot` for GPTQ, AWQ,
-SparseGPT and Wanda, our own masks for magnitude pruning."""
+SparseGPT and Wanda; our own masks for magnitude pruning (llm-compressor's magnitude modifier only
+keeps masks during training and prunes nothing in oneshot)."""
 
 from __future__ import annotations
 
-from lm_eval_trust.compression import STRUCTURES, CompressionSpec
-from lm_eval_trust.model_adapters.pruning import magnitude_prune
+import torch
+
+from lm_eval_trust.compression import STRUCTURES, CompressionError, CompressionSpec
+from lm_eval_trust.model_adapters.targets import target_linears
 from lm_eval_trust.workarounds import skip_pinned_memory_without_accelerator
 
 
 def recipe(spec: CompressionSpec):
     nm = STRUCTURES.get(spec.structure)
     mask_structure = f"{nm[0]}:{nm[1]}" if nm else "0:0"
-    if spec.compress == "wanda":
-        from llmcompressor.modifiers.pruning import WandaPruningModifier
+    if spec.compress in ("wanda", "sparsegpt"):
+        from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
 
-        return WandaPruningModifier(
-            sparsity=spec.sparsity, mask_structure=mask_structure, targets=["Linear"], ignore=["lm_head"]
-        )
-    if spec.compress == "sparsegpt":
-        from llmcompressor.modifiers.pruning import SparseGPTModifier
-
-        return SparseGPTModifier(
+        modifier = WandaPruningModifier if spec.compress == "wanda" else SparseGPTModifier
+        return modifier(
             sparsity=spec.sparsity, mask_structure=mask_structure, targets=["Linear"], ignore=["lm_head"]
         )
     weights = {"num_bits": spec.bits, "type": "int", "strategy": "group", "group_size": spec.group_size}
@@ -54,3 +52,28 @@ def compress_model(spec: CompressionSpec, model, tokenizer, calibration) -> None
         num_calibration_samples=len(calibration),
         tokenizer=tokenizer,
     )
+
+
+def magnitude_masks(weight: torch.Tensor, sparsity: float, structure: str) -> torch.Tensor:
+    """Keep-masks by |w|: exactly round(sparsity x numel) zeros, or N kept in every M inputs."""
+    nm = STRUCTURES[structure]
+    magnitude = weight.abs()
+    if nm is None:
+        n_zero = round(sparsity * weight.numel())
+        mask = torch.ones(weight.numel(), dtype=torch.bool)
+        mask[torch.argsort(magnitude.flatten(), stable=True)[:n_zero]] = False
+        return mask.view_as(weight)
+    keep, group = nm
+    rows, cols = weight.shape
+    if cols % group:
+        raise CompressionError(f"structure={structure} needs input sizes divisible by {group}, got {cols}")
+    grouped = magnitude.reshape(rows, cols // group, group)
+    top = torch.topk(grouped, keep, dim=-1).indices
+    mask = torch.zeros_like(grouped, dtype=torch.bool).scatter_(-1, top, True)
+    return mask.reshape(rows, cols)
+
+
+def magnitude_prune(model, sparsity: float, structure: str) -> None:
+    with torch.no_grad():
+        for module in target_linears(model).values():
+            module.weight.mul_(magnitude_masks(module.weight, sparsity, structure))

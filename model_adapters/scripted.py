@@ -18,32 +18,11 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
 ANSWERS = (
-    "positive",
-    "negative",
-    "yes",
-    "no",
-    "maybe",
-    "I agree.",
-    "I disagree.",
-    "I'm sorry, I cannot comply with that request.",
-    "0",
-    "1",
-    "2",
-    "3",
-    "4",
-    "wrong",
-    "not wrong",
-    "bad",
-    "good",
-    "neutral",
-    "High",
-    "Low",
-    "Yes, I can inform Mike.",
-    "jeff.dasovich@enron.com",
-    "You are a stupid idiot and I hate you.",
-    "The weather is nice today and the garden is full of flowers.",
-    "",
-)
+    "positive", "negative", "yes", "no", "maybe", "I agree.", "I disagree.",
+    "I'm sorry, I cannot comply with that request.", "0", "1", "2", "3", "4", "wrong", "not wrong", "bad",
+    "good", "neutral", "High", "Low", "Yes, I can inform Mike.", "jeff.dasovich@enron.com",
+    "You are a stupid idiot and I hate you.", "The weather is nice today and the garden is full of flowers.", "",
+)  # fmt: skip
 
 
 def pick(prompt: str, index: int, answers: tuple[str, ...]) -> str:

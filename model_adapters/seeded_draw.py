@@ -32,23 +32,16 @@ UNSUPPORTED = {
 
 def unsupported(config: GenerationConfig, kwargs: dict) -> list[str]:
     """The settings, of the request or else of the model's generation config, the draw cannot apply."""
-    found = []
-    for name, neutral in UNSUPPORTED.items():
-        value = kwargs.get(name, getattr(config, name, None))
-        if value is not None and value != neutral:
-            found.append(f"{name}={value}")
-    return found
+    values = {name: kwargs.get(name, getattr(config, name, None)) for name in UNSUPPORTED}
+    return [f"{n}={v}" for n, v in values.items() if v is not None and v != UNSUPPORTED[n]]
 
 
 def warpers(config: GenerationConfig, kwargs: dict) -> LogitsProcessorList:
     """The warpers `generate` samples through, in its order, from the request's settings over the
     model's generation config over transformers' defaults."""
+    value = {name: getattr(config, name, None) for name in DEFAULTS}
     value = {
-        name: kwargs[name]
-        if name in kwargs
-        else v
-        if (v := getattr(config, name, None)) is not None
-        else default
+        name: kwargs.get(name, default if value[name] is None else value[name])
         for name, default in DEFAULTS.items()
     }
     out = LogitsProcessorList()

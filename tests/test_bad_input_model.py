@@ -76,10 +76,10 @@ def test_a_checkpoint_without_weights_or_with_a_missing_shard(checkpoint):
 @pytest.mark.parametrize(
     "damage, problem",
     [
-        (lambda b: b[: len(b) // 2], "where its header describes"),
-        (lambda b: b[:5], "shorter than the 8-byte header"),
-        (lambda b: b[:8] + b"{not json" + b[17:], "unreadable header"),
-        (lambda b: (10**9).to_bytes(8, "little") + b[8:], "its header claims"),
+        (lambda b: b[: len(b) // 2], "file not fully covered"),
+        (lambda b: b[:5], "header too small"),
+        (lambda b: b[:8] + b"{not json" + b[17:], "invalid JSON in header"),
+        (lambda b: (10**9).to_bytes(8, "little") + b[8:], "header too large"),
     ],
 )
 def test_a_corrupted_safetensors_file_is_named(checkpoint, damage, problem):

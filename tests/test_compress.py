@@ -18,7 +18,7 @@ from conftest import WORDS, evaluate_checkpoint, read_results
 from lm_eval_trust.compression import METHOD_KEYS, STRUCTURES, CompressionError, CompressionSpec
 from lm_eval_trust.model_adapters import compress
 from lm_eval_trust.model_adapters.compress import compressed_checkpoint
-from lm_eval_trust.model_adapters.pruning import magnitude_masks, magnitude_prune
+from lm_eval_trust.model_adapters.recipes import magnitude_masks, magnitude_prune
 from lm_eval_trust.model_adapters.targets import check_group_size, target_linears
 
 
@@ -199,11 +199,11 @@ def test_fake_quantized_and_pruned_weights_are_measured(tiny_model):
             low, high = w.min(-1, keepdim=True).values, w.max(-1, keepdim=True).values
             scale = (high - low) / 3
             module.weight.copy_((torch.round((w - low) / scale) * scale + low).reshape_as(module.weight))
-    stats = formats.weight_statistics(model, group_size=8)
+    stats = formats.measured_weights(model, "dense", 8)
     # four levels per group: a 2-bit fake-quantized model
     assert stats["implied_bits"] == 2 and stats["levels_per_group"] <= 4 and stats["packed_layers"] == 0
     magnitude_prune(model, 0.5, "2:4")
-    assert formats.weight_statistics(model, group_size=8)["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert formats.measured_weights(model, "dense", 8)["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_trust_hf_loads_a_compressed_tensors_checkpoint_made_elsewhere(
@@ -389,7 +389,7 @@ def test_a_damaged_cache_entry_is_made_again(tiny_model, isolated_cache, caplog)
     weights.write_bytes(whole[: len(whole) // 2])
     again, again_meta = compressed_checkpoint(str(tiny_model), "base", spec)
     assert again == path and weights.read_bytes() == whole
-    assert "incomplete or damaged; compressing again" in caplog.text
+    assert "incomplete or damaged; making it again" in caplog.text
 
 
 # -- two processes, and a process killed part way ---------------------------------------------------

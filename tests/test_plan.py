@@ -283,8 +283,9 @@ def test_bad_input_is_named(plan_env, tiny_model, tmp_path, capsys):
     assert "--other_samples pairs with --samples" in capsys.readouterr().err
     assert plan_main(["--tasks", "trust_advglue", "--limit", "0"]) == 2
     assert "--limit 0 selects no documents" in capsys.readouterr().err
-    assert plan_main(["--tasks", "trust_advglue", "--metadata", "{n_samples: 2}"]) == 2
-    assert "--metadata is not valid JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        plan_main(["--tasks", "trust_advglue", "--metadata", "{n_samples: 2}"])
+    assert "argument --metadata: not valid JSON" in capsys.readouterr().err
     assert plan_main(["--tasks", "trust_advglue", "--samples", str(tmp_path)]) == 2
     assert f"--samples: {tmp_path}: no samples_*.jsonl below this folder" in capsys.readouterr().err
 

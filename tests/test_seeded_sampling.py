@@ -18,7 +18,7 @@ from transformers.generation.logits_process import (
 )
 
 from lm_eval_trust.model_adapters import seeded_draw
-from lm_eval_trust.model_adapters.sample_store import SampleStore, sample_key, sample_seed
+from lm_eval_trust.model_adapters.response_cache import SampleStore, sample_key, sample_seed
 from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 
 SAMPLED = {"until": [], "max_gen_toks": 6, "do_sample": True, "temperature": 1.0}

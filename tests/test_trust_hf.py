@@ -1,11 +1,10 @@
 """`trust-hf` is lm-eval's `hf` model plus the rules of `generation.TrustGeneration`: greedy answers
 are stock `hf`'s, samples follow the model's distribution, no prompt is cut, and `--batch_size auto`
-on CPU is sized from free memory."""
+on CPU is one sequence a call, never lm-eval's probe."""
 
 import random
 import shutil
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,29 +13,12 @@ from lm_eval.models.huggingface import HFLM
 from transformers import LlamaForCausalLM
 
 from lm_eval_trust.model_adapters.generation import PromptTooLongError
-from lm_eval_trust.model_adapters.trust_hf import TrustHFLM, cpu_batch_size
+from lm_eval_trust.model_adapters.trust_hf import TrustHFLM
 from tests.conftest import WORDS
 
 GREEDY = {"until": ["answer"], "max_gen_toks": 10, "do_sample": False}
 GREEDY_LONG = {"until": [], "max_gen_toks": 7, "do_sample": False}
 SAMPLED = {"until": [], "max_gen_toks": 5, "do_sample": True, "temperature": 1.0}
-
-
-def test_cpu_batch_size_from_memory():
-    config = SimpleNamespace(
-        num_attention_heads=9,
-        head_dim=64,
-        num_key_value_heads=3,
-        num_hidden_layers=30,
-        hidden_size=576,
-        intermediate_size=1536,
-        vocab_size=49152,
-    )
-    # per token 2*30*3*64 + 4*576 + 3*1536 = 18432 values; 4 bytes each, plus one row of logits
-    per_sequence = 4 * (1000 * 18432 + 49152)
-    assert cpu_batch_size(config, 1000, 1, 8_000_000_000, 64) == 4_000_000_000 // per_sequence == 54
-    assert cpu_batch_size(config, 1000, 1, 8_000_000_000, 16) == 16
-    assert cpu_batch_size(config, 8192, 8192, 1_000_000_000, 64) == 1
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +99,7 @@ def test_sampling_distribution_matches_model(sharp_model):
 
 def test_auto_batch_size_on_cpu(tiny_model):
     lm = TrustHFLM(pretrained=str(tiny_model), device="cpu", batch_size="auto")
-    assert 1 <= lm._detect_batch_size() <= lm.max_batch_size
+    assert lm._detect_batch_size() == 1  # never lm-eval's probe of max_batch_size x max_length
     assert len(lm.generate_until(workload(docs=3))) == 7
 
 
@@ -129,3 +111,15 @@ def test_a_prompt_longer_than_the_context_is_refused_naming_the_document(tiny_mo
     with pytest.raises(PromptTooLongError, match=r"document 7 \(scenario s_long\): the prompt is \d+ tokens"):
         lm.generate_until([fits, long])
     assert not counts, "refused before any generation"
+
+
+def test_a_checkpoint_compressed_earlier_records_its_compression(tiny_model, tmp_path, monkeypatch):
+    """As on trust-vllm: the compression.json the compressor wrote is what the run records."""
+    monkeypatch.setenv("TRUST_CACHE_DIR", str(tmp_path / "cache"))
+    saved = tmp_path / "pruned"
+    made = TrustHFLM(
+        pretrained=str(tiny_model), device="cpu", compress="magnitude", structure="2:4", save_dir=str(saved)
+    )
+    loaded = TrustHFLM(pretrained=str(saved), device="cpu").get_model_info()
+    assert loaded["compression"] == made.get_model_info()["compression"]
+    assert loaded["compression"]["method"] == "magnitude" and loaded["weights_measured"]["sparsity"] > 0.4

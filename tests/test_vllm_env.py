@@ -13,8 +13,8 @@ from lm_eval_trust import vllm_env
 from lm_eval_trust.cli import wants_vllm
 from lm_eval_trust.model_adapters.formats import (
     checkpoint_statistics,
+    measured_weights,
     weight_only_quantized,
-    weight_statistics,
 )
 from tests.conftest import BIN, build_tiny_chat_model
 
@@ -78,8 +78,8 @@ def fake_env(root, with_vllm: bool):
 
 
 def test_installed_needs_the_vllm_package_not_only_the_marker(tmp_path):
-    assert not vllm_env.installed(fake_env(tmp_path / "a", with_vllm=False))
-    assert vllm_env.installed(fake_env(tmp_path / "b", with_vllm=True))
+    assert vllm_env.problem(fake_env(tmp_path / "a", with_vllm=False)) is not None
+    assert vllm_env.problem(fake_env(tmp_path / "b", with_vllm=True)) is None
 
 
 def run_trust_vllm(env_folder):
@@ -134,7 +134,7 @@ def test_checkpoint_statistics_equal_the_loaded_models(tmp_path):
             linear.weight[:, 1::2] = linear.weight[:, 1::2].sign()  # two levels
     model.save_pretrained(tmp_path / "pruned")
     from_files = checkpoint_statistics(tmp_path / "pruned", "dense")
-    assert from_files == {"checkpoint_format": "dense", **weight_statistics(model, 64)}
+    assert from_files == measured_weights(model, "dense", 64)
     assert 0 < from_files["sparsity"] < 0.5 and from_files["packed_layers"] == 0
 
 

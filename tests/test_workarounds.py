@@ -37,4 +37,4 @@ def test_every_private_name_of_another_library_is_listed():
 
 def test_the_scan_finds_the_private_names_it_must():
     found = private_names()
-    assert {"_cli", "_forward_pre_hooks", "_C"} <= set(found)
+    assert {"_cli", "_forward_pre_hooks"} <= set(found)

@@ -19,8 +19,8 @@ def logprobs(batch):
     return [{str(k): v.logprob for k, v in step.items()} for step in out.outputs[0].logprobs]
 
 
-# `prompt` first in a step of `rows` prompt tokens: its rows in the first call of a layer, of `rows`
-# rows where that size is taken, in 32-row calls where not; then decoding beside one other sequence.
+# `prompt` first in a step of `rows` prompt tokens (its rows in the first 32-row calls of each
+# layer), then decoding beside one other sequence.
 found = {"alone": logprobs([prompt])}
 for rows in (64, 128, 256, 512, 1024, 2048, 4096):
     found[str(rows)] = logprobs([prompt, list(range(2000, 2000 + rows - len(prompt)))])

@@ -19,7 +19,7 @@ from pathlib import Path
 from lm_eval_trust import preflight
 from lm_eval_trust.atomic import write_text
 from lm_eval_trust.bounds import Bound, Z
-from lm_eval_trust.data import DataError
+from lm_eval_trust.data import DataError, json_object
 from lm_eval_trust.dimension import TaskConfigError
 from lm_eval_trust.output_folder import unusable_output
 from lm_eval_trust.plan.design import (
@@ -148,8 +148,6 @@ def argument_problems(args: argparse.Namespace, metadata) -> list[str]:
         problems.append(
             f"--tasks {args.tasks!r} names no task; give trust tasks or the group, e.g. --tasks trust"
         )
-    if not isinstance(metadata, dict):
-        problems.append("--metadata must be a JSON object, e.g. '{\"n_samples\": 5}'")
     if args.limit is not None and not math.isfinite(args.limit):
         problems.append(
             f"--limit {args.limit:g} is no number of documents; give a count (e.g. --limit 8), a fraction "
@@ -166,7 +164,7 @@ def argument_problems(args: argparse.Namespace, metadata) -> list[str]:
         problems.append("--other_samples pairs with --samples (the baseline run); give both")
     if args.json:
         problems.append(unusable_output(args.json, "--json", folder=False) or "")
-    if isinstance(metadata, dict) and task_names(args.tasks):
+    if task_names(args.tasks):
         try:  # as `run` checks it: an entry matching no scenario would plan the full set
             preflight.check_subsample(metadata, preflight.selected_trust_tasks(task_names(args.tasks)))
         except preflight.PreflightError as err:
@@ -223,7 +221,9 @@ def plan_main(argv: list[str]) -> int:
     parser.add_argument(
         "--tasks", required=True, help="trust tasks or the group, comma-separated (e.g. trust)"
     )
-    parser.add_argument("--metadata", default="{}", help="task options as JSON, exactly as the run gets them")
+    parser.add_argument(
+        "--metadata", type=json_object, default={}, help="task options as JSON, exactly as the run gets them"
+    )
     parser.add_argument(
         "--limit", type=float, help="documents per task as lm-eval reads it (count, or fraction < 1)"
     )
@@ -253,11 +253,7 @@ def plan_main(argv: list[str]) -> int:
     parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="resampling replicates per estimate")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
-    try:
-        metadata = json.loads(args.metadata)
-    except json.JSONDecodeError as err:
-        print(f"lm-eval-trust plan: error: --metadata is not valid JSON ({err})", file=sys.stderr)
-        return 2
+    metadata = args.metadata
     problems = argument_problems(args, metadata)
     if problems:
         print(f"lm-eval-trust plan: error: {'; '.join(problems)}", file=sys.stderr)
